@@ -1,0 +1,1 @@
+"""The `rtcbench` command line. Each command group lives in its own module and registers itself in main."""

@@ -1,0 +1,77 @@
+"""Entry point of the `rtcbench` command.
+
+Every command module exposes ``register(app: typer.Typer)``. `main()` runs the app and turns a
+`UserError` into a one-paragraph message on stderr with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from rtcbench.errors import UserError
+
+app = typer.Typer(
+    name="rtcbench",
+    help="Trace-driven benchmark harness for real-time action chunking under random, long-tailed inference latency.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the rtcbench version."""
+    from rtcbench import __version__
+
+    print(__version__)
+
+
+@app.command("levels")
+def levels_cmd() -> None:
+    """List the kinetix-env built-in level names (a scenario may also name a level JSON path)."""
+    from rtcbench.levels import builtin_levels
+
+    for name in builtin_levels():
+        print(name)
+
+
+def _register_all() -> None:
+    # Imported here so `rtcbench --help` stays cheap: command modules import JAX lazily inside commands.
+    from rtcbench.cli import engine_cmds, policy_cmds, replay_cmds, store_cmds
+
+    for module in (replay_cmds, policy_cmds, engine_cmds, store_cmds):
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    logging.getLogger("absl").setLevel(logging.ERROR)  # kinetix imports grain, which warns at import
+    _register_all()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # typer/click exits (e.g. --help)
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # typer vendors click; its usage errors carry `show()` and an exit code (2 for usage errors).
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            return int(exc.exit_code)
+        if type(exc).__name__ in ("Exit", "Abort"):
+            return int(getattr(exc, "exit_code", 1))
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Chunking methods. Configs live in `config.py` (a tagged union); one small module per method implements it."""
