@@ -40,7 +40,14 @@ def levels_cmd() -> None:
         print(name)
 
 
+_registered = False
+
+
 def _register_all() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
     # Imported here so `rtcbench --help` stays cheap: command modules import JAX lazily inside commands.
     from rtcbench.cli import engine_cmds, policy_cmds, replay_cmds, store_cmds
 
