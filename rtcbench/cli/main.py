@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.ERROR)  # kinetix imports grain, which warns at import
     _register_all()
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode click returns the exit code of typer.Exit (or the command's return value).
+        result = app(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -77,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ in ("Exit", "Abort"):
             return int(getattr(exc, "exit_code", 1))
         raise
-    return 0
 
 
 if __name__ == "__main__":

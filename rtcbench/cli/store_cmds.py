@@ -1,7 +1,189 @@
-"""CLI commands of the store area (being written: see the issue tracker)."""
+"""CLI commands of the results store: `run`, `query`, `report`, `compare` and `migrate`.
+
+The database is `--db PATH`, else ``$RTCBENCH_DB``, else ``./rtcbench.duckdb``. JAX is imported only by
+`run`, inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from rtcbench.errors import UserError
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="DuckDB results file (default: $RTCBENCH_DB, else ./rtcbench.duckdb)."),
+]
+
+
+def run_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file, e.g. bench/scenarios/longtail_5pct.yaml.")],
+    db: DbOption = None,
+    rollouts: Annotated[int | None, typer.Option("--rollouts", help="Override the scenario's rollouts per cell.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu. gpu fails when no GPU is present.")] = "auto",
+    resume: Annotated[str | None, typer.Option("--resume", help="Add the missing cells of this run id.")] = None,
+) -> None:
+    """Run every cell of a scenario and store provenance and metrics, one transaction per finished cell."""
+    from rtcbench.runner import run_scenario
+    from rtcbench.store.db import resolve_db_path
+
+    code = run_scenario(scenario, resolve_db_path(db), rollouts=rollouts, device=device, resume=resume)
+    if code:
+        raise SystemExit(code)  # main() maps SystemExit to the exit status (typer.Exit codes are dropped there)
+
+
+def query_cmd(
+    sql: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT method, solve_rate FROM v_cells\".")],
+    db: DbOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Run SQL on a read-only connection (file-system access disabled: nothing can be written)."""
+    import duckdb
+
+    from rtcbench.store.db import read_only, resolve_db_path
+
+    if fmt not in ("table", "csv", "json"):
+        raise UserError(f"must be table, csv or json, got {fmt!r}", field="--format")
+    path = resolve_db_path(db)
+    with read_only(path, sandbox=True) as conn:
+        try:
+            frame = conn.execute(sql).df()
+        except duckdb.Error as exc:
+            raise UserError(f"query failed: {str(exc).strip()}", path=str(path), field="SQL") from None
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        print(json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=1))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(show_lines=False)
+        for col in frame.columns:
+            table.add_column(str(col), overflow="fold")
+        for row in frame.itertuples(index=False):
+            table.add_row(*[Text(_cell_text(v)) for v in row])
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(200, console.width))
+        console.print(table)
+        print(f"({len(frame)} rows)")
+
+
+def _cell_text(value) -> str:
+    if isinstance(value, float):
+        return "NULL" if math.isnan(value) else f"{value:.6g}"
+    return "NULL" if value is None else str(value)
+
+
+def report_cmd(
+    db: DbOption = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest complete run).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output directory for report.md and the PNG plots.")] = Path("report"),
+) -> None:
+    """Write a Markdown report with PNG plots for one run, from the SQL files in reports/."""
+    from rtcbench.store.db import read_only, resolve_db_path
+    from rtcbench.store.report import pick_run, write_report
+
+    path = resolve_db_path(db)
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a directory", path=str(out), field="--out")
+    with read_only(path, require_current=True) as conn:
+        run_id = pick_run(conn, run, str(path))
+        written = write_report(conn, run_id, out, db_path=str(path))
+    print(f"report of run {run_id} written to {written}")
+
+
+def compare_cmd(
+    baseline: Annotated[str, typer.Option("--baseline", help="Baseline run id.")],
+    candidate: Annotated[str, typer.Option("--candidate", help="Candidate run id.")],
+    db: DbOption = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="METRIC:VALUE; solve_rate absolute (default 0.05), jerk_max_d1 / "
+                     "jerk_max_d2 relative to the baseline mean (default 0.10). Repeatable."),
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired tests.")] = 0.05,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Paired regression gate between two runs. Exit 0: no regression, 1: regression, 2: invalid/not comparable."""
+    from rtcbench.store.compare import compare_runs, parse_thresholds
+    from rtcbench.store.db import read_only, resolve_db_path
+
+    thresholds = parse_thresholds(threshold)
+    if not 0 < alpha < 1:
+        raise UserError(f"must be between 0 and 1, got {alpha}", field="--alpha")
+    if fmt not in ("table", "json"):
+        raise UserError(f"must be table or json, got {fmt!r}", field="--format")
+    path = resolve_db_path(db)
+    with read_only(path) as conn:
+        result = compare_runs(conn, baseline, candidate, thresholds=thresholds, alpha=alpha, db_path=str(path))
+    if fmt == "json":
+        print(json.dumps({
+            "baseline": result.baseline, "candidate": result.candidate, "exit_code": result.exit_code,
+            "notes": result.notes,
+            "cells": [{"comparability_key": c.comparability_key, "level": c.level, "method": c.method,
+                       "setup": c.setup, "outcome": c.outcome, "reason": c.reason,
+                       "metrics": [vars(m) for m in c.metrics]} for c in result.cells],
+        }, indent=1, default=str))
+    else:
+        _print_comparison(result)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+
+
+def _print_comparison(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    table = Table(title=f"compare: baseline {result.baseline} -> candidate {result.candidate}")
+    for col in ("level", "method", "setup", "outcome", "solve rate", "jerk_max_d2", "evidence / reason"):
+        table.add_column(col, overflow="fold")
+    styles = {"worse": "bold red", "better": "green", "invalid": "bold yellow", "not comparable": "yellow"}
+    for cell in result.cells:
+        by_name = {m.metric: m for m in cell.metrics}
+        solve = by_name.get("solve_rate")
+        jerk = by_name.get("jerk_max_d2")
+        evidence = "; ".join(f"{m.metric}: {m.verdict} ({m.evidence})" for m in cell.metrics if m.verdict != "not significant")
+        table.add_row(
+            Text(cell.level), Text(cell.method), Text(cell.setup), Text(cell.outcome, style=styles.get(cell.outcome, "")),
+            Text(f"{solve.baseline:.3f} -> {solve.candidate:.3f}" if solve else ""),
+            Text(f"{jerk.baseline:.3g} -> {jerk.candidate:.3g} ({jerk.effect:+.1%})"
+                 if jerk and math.isfinite(jerk.effect) else ""),
+            Text(cell.reason or evidence),
+        )
+    console.print(table)
+    for note in result.notes:
+        console.print(Text(f"note: {note}"))
+    verdict = {0: "no regression", 1: "REGRESSION", 2: "INVALID or NOT COMPARABLE"}[result.exit_code]
+    console.print(f"result: {verdict} (exit {result.exit_code})")
+
+
+def migrate_cmd(db: DbOption = None) -> None:
+    """Upgrade a results file to this rtcbench's schema version (every write does this too)."""
+    from rtcbench.store.db import Store, check_db_path, resolve_db_path
+
+    path = resolve_db_path(db)
+    check_db_path(path, must_exist=True)
+    before, after = Store(path).migrate()
+    print(f"{path}: schema version {after}" + (f" (upgraded from {before})" if before != after else " (up to date)"))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("run")(run_cmd)
+    app.command("query")(query_cmd)
+    app.command("report")(report_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("migrate")(migrate_cmd)

@@ -1,0 +1,374 @@
+"""`rtcbench run`: every cell of a scenario through the engine, each finished cell into the store.
+
+Order of work, so that bad input never leaves a row behind:
+1. choose the JAX device (``--device gpu`` without a GPU is an error, never a silent CPU run);
+2. check the database path, load and validate the scenario, load every level and policy (dims are
+   checked) and build every schedule;
+3. only then open the store, create the run row (status ``running``) or, with ``--resume``, check that
+   the run exists and that its config hash is the scenario's;
+4. for each missing cell: ``run_cell`` and write the cell, its rollouts and its per-inference delays in
+   one short transaction;
+5. mark the run ``complete`` (or ``failed`` with the error text on any exception or interrupt).
+
+A process killed with SIGKILL leaves its run ``running`` with only whole cells; ``--resume RUN_ID``
+adds the missing ones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtcbench.errors import UserError
+from rtcbench.stats import wilson_interval
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def select_device(device: str) -> None:
+    """Restrict or check the JAX platform. Call before JAX is first used."""
+    if device not in DEVICES:
+        raise UserError(f"must be one of {', '.join(DEVICES)}, got {device!r}", field="--device")
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+
+    if device == "gpu":
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            gpus = []
+        if not gpus:
+            raise UserError(
+                "no GPU is visible to JAX (jax.devices('gpu') is empty; backend is "
+                f"{jax.default_backend()!r}); install jax[cuda12] or use --device cpu / auto",
+                field="--device",
+            )
+        if jax.default_backend() != "gpu":
+            raise UserError(f"JAX's default backend is {jax.default_backend()!r}, not gpu", field="--device")
+
+
+@dataclass
+class PreparedCell:
+    cell: object  # rtcbench.scenario.Cell
+    level: object  # rtcbench.levels.Level
+    policy: object  # LoadedPolicy (the method's own for ttrtc)
+    weak_policy: object | None
+    schedule: object  # rtcbench.replay.Schedule
+    config_hash: str
+    comparability_key: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.cell.key
+
+
+def prepare(scenario) -> list[PreparedCell]:
+    """Load levels and policies and build schedules for every cell; raises UserError on bad input."""
+    from rtcbench.levels import LevelError, load_level
+    from rtcbench.policy.checkpoint import load_policy
+
+    where = str(scenario.path) if scenario.path else "<scenario>"
+    levels, policies, schedules = {}, {}, {}
+
+    def policy_at(path: Path, level_name: str):
+        if path not in policies:
+            policies[path] = load_policy(path, levels[level_name])
+            if policies[path].config.H != scenario.H:
+                raise UserError(f"policy was trained with H={policies[path].config.H} but the scenario sets "
+                                f"H={scenario.H}", path=str(path), field="H")
+        return policies[path]
+
+    prepared = []
+    for cell in scenario.cells():
+        if cell.level not in levels:
+            try:
+                levels[cell.level] = load_level(scenario.resolve_level(cell.level))
+            except LevelError as exc:
+                raise UserError(str(exc), path=where, field="levels") from None
+        own = scenario.method_policy_path(cell.method, cell.level, "policy")
+        policy = policy_at(own if own is not None else scenario.policy_path(cell.level), cell.level)
+        weak_path = scenario.method_policy_path(cell.method, cell.level, "weak_policy")
+        weak = policy_at(weak_path, cell.level) if weak_path is not None else None
+        world_pauses = cell.method.kind == "sync"
+        sched_key = (cell.setup.name, world_pauses)
+        if sched_key not in schedules:
+            schedules[sched_key] = scenario.build_schedule(cell.setup, world_pauses=world_pauses)
+        prepared.append(PreparedCell(cell, levels[cell.level], policy, weak, schedules[sched_key],
+                                     scenario.cell_config_hash(cell), scenario.cell_comparability_key(cell)))
+    return prepared
+
+
+def _nanmean(values) -> float | None:
+    arr = np.asarray(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def cell_rows(scenario, prep: PreparedCell, out, run_id: str) -> tuple[dict, dict, dict]:
+    """CellOutput + schedule -> (cells row, rollouts columns, inferences columns)."""
+    per = out.per_rollout
+    solved = np.asarray(per["solved"], dtype=bool)
+    n = int(solved.size)
+    low, high = wilson_interval(int(solved.sum()), n)
+    stats = prep.schedule.stats
+    wall_steps = float(np.asarray(per["wall_steps"]).sum())
+    cell = prep.cell
+    row = {
+        "run_id": run_id,
+        "config_hash": prep.config_hash,
+        "comparability_key": prep.comparability_key,
+        "scenario": scenario.name,
+        "level": cell.level,
+        "method": cell.method.label,
+        "setup": cell.setup.name,
+        "n_rollouts": n,
+        "chunk_size": scenario.H,
+        "flow_steps": scenario.flow_steps,
+        "dt_ms": scenario.dt_ms,
+        "max_steps": scenario.max_steps,
+        "solve_rate": float(solved.mean()),
+        "solve_ci_low": low,
+        "solve_ci_high": high,
+        "return_mean": float(np.mean(per["return"])),
+        "length_mean": float(np.mean(per["length"])),
+        "solves_per_1000_wall_steps": 1000.0 * float(solved.sum()) / wall_steps if wall_steps > 0 else None,
+        "d_p50": _finite_or_none(stats.d_p50),
+        "d_p95": _finite_or_none(stats.d_p95),
+        "d_p99": _finite_or_none(stats.d_p99),
+        "d_max": _finite_or_none(stats.d_max),
+        "dhat_p50": _finite_or_none(stats.dhat_p50),
+        "dhat_p95": _finite_or_none(stats.dhat_p95),
+        "dhat_p99": _finite_or_none(stats.dhat_p99),
+        "violation_rate": _finite_or_none(stats.violation_rate),
+        "stall_frac": _finite_or_none(stats.stall_fraction),
+        "forecast_miss_rate": _finite_or_none(stats.forecast_miss_rate),
+        "over_forecast_rate": _finite_or_none(stats.over_forecast_rate),
+        "mean_exec_horizon": _finite_or_none(stats.mean_execution_horizon),
+        "jerk_max_d1": _nanmean(per["jerk_max_d1"]),
+        "jerk_max_d2": _nanmean(per["jerk_max_d2"]),
+        "jerk_mean_d1": _nanmean(per["jerk_mean_d1"]),
+        "jerk_mean_d2": _nanmean(per["jerk_mean_d2"]),
+        "nfe_per_inference": float(out.nfe_per_inference),
+        "vjp_per_inference": float(out.vjp_per_inference),
+        "nfe_per_env_step": float(out.nfe_per_env_step),
+        "inference_ms": _finite_or_none(out.inference_ms),
+        "env_steps_per_s": float(out.env_steps_per_s),
+        "compile_s": float(out.compile_s),
+        "run_s": float(out.run_s),
+        "wasted_policy_evals": float(out.wasted_policy_evals),
+        "engine_stall_steps": int(np.asarray(out.extra["stall_steps_all"]).sum()) if "stall_steps_all" in out.extra else None,
+        "cell_config": {
+            "level": cell.level, "method": cell.method.model_dump(mode="json"), "setup": cell.setup.model_dump(mode="json"),
+            "H": scenario.H, "flow_steps": scenario.flow_steps, "dt_ms": scenario.dt_ms, "max_steps": scenario.max_steps,
+            "fallback": scenario.fallback, "seeds": scenario.seeds.model_dump(mode="json"), "rollouts": scenario.rollouts,
+            "policy_sha256": prep.policy.sha256,
+        },
+    }
+    rollouts = {
+        "solved": solved,
+        "episode_return": np.asarray(per["return"], np.float64),
+        "episode_length": np.asarray(per["length"], np.int32),
+        "jerk_max_d1": np.asarray(per["jerk_max_d1"], np.float64),
+        "jerk_mean_d1": np.asarray(per["jerk_mean_d1"], np.float64),
+        "jerk_max_d2": np.asarray(per["jerk_max_d2"], np.float64),
+        "jerk_mean_d2": np.asarray(per["jerk_mean_d2"], np.float64),
+        "stall_steps": np.asarray(per["stall_steps"], np.int32),
+        "wall_steps": np.asarray(per["wall_steps"], np.int32),
+        "n_inferences": np.asarray(per["n_inferences"], np.int32),
+        "nfe": np.asarray(per["nfe"], np.int64),
+        "vjp": np.asarray(per["vjp"], np.int64),
+    }
+    sched = prep.schedule
+    valid = sched.valid  # [B, K]
+    b_idx, k_idx = np.nonzero(valid)
+    inferences = {
+        "rollout": b_idx, "k": k_idx, "tau": sched.tau[valid], "d": sched.d_true[valid],
+        "d_control": sched.d[valid], "dhat": sched.dhat[valid], "s": sched.s[valid],
+    }
+    return row, rollouts, inferences
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise _Terminated("terminated by SIGTERM")
+
+
+def _fmt_ci(row) -> str:
+    return f"{row['solve_rate']:.3f} [{row['solve_ci_low']:.2f}, {row['solve_ci_high']:.2f}]"
+
+
+def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path) -> None:
+    """The run exists and was made from this exact configuration (read-only; nothing is written)."""
+    from rtcbench.store.db import read_only
+
+    with read_only(db_path) as conn:
+        row = conn.execute("SELECT config_hash FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--resume")
+    if row[0] != config_hash:
+        raise UserError(
+            f"run {run_id} was made from a different scenario configuration (config hash {str(row[0])[:12]}..., "
+            f"now {config_hash[:12]}...): the scenario, its traces, its policies or --rollouts changed; start a "
+            "new run instead of resuming", path=str(scenario_path), field="--resume")
+
+
+def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: int | None = None, device: str = "auto",
+                 resume: str | None = None) -> int:
+    """Run (or resume) a scenario into `db_path`. Returns the exit code (0 when the run completed)."""
+    from rich.console import Console
+
+    from rtcbench.scenario import Scenario
+    from rtcbench.store.db import Store, check_db_path, lock_timeout_from_env
+
+    t_start = time.perf_counter()
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=200)  # logs and captured output: no wrapping at 80 columns
+    if device not in DEVICES:
+        raise UserError(f"must be one of {', '.join(DEVICES)}, got {device!r}", field="--device")
+    if rollouts is not None and rollouts < 1:
+        raise UserError(f"must be >= 1, got {rollouts}", field="--rollouts")
+    check_db_path(db_path, must_exist=bool(resume))
+    lock_timeout_from_env()
+    scenario = Scenario.from_yaml(scenario_path)
+    if rollouts is not None:
+        scenario = scenario.with_overrides(rollouts=rollouts)
+    config_hash = scenario.config_hash
+    if resume:
+        _check_resumable(db_path, resume, config_hash, scenario_path)
+    select_device(device)
+    prepared = prepare(scenario)
+
+    from rtcbench import provenance
+    from rtcbench.engine import run_cell
+
+    store = Store.open(db_path)
+    previous_wall = previous_compile = 0.0
+    if resume:
+        run = store.get_run(resume)
+        if run is None or run["config_hash"] != config_hash:  # changed since the check above
+            _check_resumable(db_path, resume, config_hash, scenario_path)
+        done = store.cells_done(resume)
+        run_id = resume
+        if run["status"] == "complete" and all(p.key in done for p in prepared):
+            console.print(f"run {resume} is already complete; nothing to add")
+            _print_summary(store, run_id, db_path)
+            return 0
+        previous_wall, previous_compile = float(run["wall_s"] or 0.0), float(run["compile_s"] or 0.0)
+        store.restart_run(run_id)
+    else:
+        done = set()
+        info = provenance.collect()
+        run_id = store.create_run({
+            **info,
+            "scenario": scenario.name,
+            "scenario_version": str(scenario.version),
+            "scenario_path": str(scenario_path),
+            "config_hash": config_hash,
+            "comparability_key": scenario.comparability_key,
+            "n_rollouts_override": rollouts,
+            "n_cells_planned": len(prepared),
+            "device_request": device,
+        })
+    todo = [p for p in prepared if p.key not in done]
+    console.print(f"run [bold]{run_id}[/] of scenario {scenario.name} v{scenario.version}: {len(todo)} of "
+                  f"{len(prepared)} cells to run, {scenario.rollouts} rollouts each, into {db_path}")
+
+    compile_total = 0.0
+    old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            task = progress.add_task("cells", total=len(prepared), completed=len(prepared) - len(todo))
+            for prep in todo:
+                level, method, setup = prep.key
+                progress.update(task, description=f"{level} | {method} | {setup}")
+                out = run_cell(prep.level, prep.policy, prep.cell.method, prep.schedule, H=scenario.H,
+                               n=scenario.flow_steps, env_seed=scenario.seeds.env, policy_seed=scenario.seeds.policy,
+                               max_steps=scenario.max_steps, fallback=scenario.fallback, weak_policy=prep.weak_policy)
+                row, per_rollout, inferences = cell_rows(scenario, prep, out, run_id)
+                t_write = time.perf_counter()
+                store.write_cell(row, per_rollout, inferences)
+                write_s = time.perf_counter() - t_write
+                compile_total += out.compile_s
+                progress.console.print(
+                    f"  {level} | {method} | {setup}: solve {_fmt_ci(row)}, jerk d2 "
+                    f"{row['jerk_max_d2'] if row['jerk_max_d2'] is not None else float('nan'):.3g}, "
+                    f"compile {out.compile_s:.1f} s, run {out.run_s:.1f} s, write {write_s * 1000:.0f} ms"
+                    + (f" (of which {store.last_connect_s:.2f} s opening the file / waiting for its lock)"
+                       if store.last_connect_s > 0.1 else ""))
+                progress.advance(task)
+    except BaseException as exc:
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip() or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted (KeyboardInterrupt)"
+        elif isinstance(exc, _Terminated):
+            message = str(exc)
+        try:
+            Store(db_path, lock_timeout_s=min(30.0, store.lock_timeout_s)).finish_run(
+                run_id, status="failed", error=message, wall_s=previous_wall + time.perf_counter() - t_start,
+                compile_s=previous_compile + compile_total)
+        except Exception as inner:  # the original error matters more; say why the status could not be set
+            console.print(f"could not mark run {run_id} failed: {inner}")
+        console.print(f"run {run_id} failed: {message.splitlines()[-1]}; resume it with --resume {run_id}")
+        if isinstance(exc, _Terminated):
+            return 143
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
+
+    store.finish_run(run_id, status="complete", wall_s=previous_wall + time.perf_counter() - t_start,
+                     compile_s=previous_compile + compile_total)
+    _print_summary(store, run_id, db_path)
+    return 0
+
+
+def _print_summary(store, run_id: str, db_path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from rtcbench.store.db import read_only
+
+    with read_only(db_path, lock_timeout_s=store.lock_timeout_s) as conn:
+        frame = conn.execute(
+            "SELECT level, setup, method, n_rollouts, solve_rate, solve_ci_low, solve_ci_high, jerk_max_d2, d_p95, "
+            "d_p99, violation_rate, stall_frac, inference_ms FROM cells WHERE run_id = ? ORDER BY level, setup, method",
+            [run_id]).df()
+        run = conn.execute("SELECT status, wall_s, compile_s FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    table = Table(title=f"run {run_id}: {run[0]}, {run[1]:.0f} s wall ({run[2]:.0f} s compiling)")
+    for col in ("level", "setup", "method", "n", "solve rate [95% CI]", "jerk max d2", "d p95/p99", "violation",
+                "stall", "inference ms"):
+        table.add_column(col)
+
+    def num(value, spec: str) -> str:
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+    for _, r in frame.iterrows():
+        table.add_row(*(Text(x) for x in (
+            r["level"], r["setup"], r["method"], str(int(r["n_rollouts"])), _fmt_ci(r), num(r["jerk_max_d2"], ".3g"),
+            f"{num(r['d_p95'], '.3g')}/{num(r['d_p99'], '.3g')}", num(r["violation_rate"], ".3f"),
+            num(r["stall_frac"], ".3f"), num(r["inference_ms"], ".3g"))))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
+    print(f"run_id: {run_id}")

@@ -1,0 +1,112 @@
+"""Statistics for cells and paired comparisons (host side, numpy/scipy; deterministic).
+
+- `wilson_interval`: the Wilson score interval of a binomial proportion (solve rate).
+- `mcnemar`: McNemar's test on paired binary outcomes (per-rollout solves of two cells that share
+  env seeds). Exact two-sided binomial test on the discordant pairs when they are few, chi-square with
+  continuity correction otherwise.
+- `paired_bootstrap`: a percentile bootstrap interval of the mean paired difference (candidate minus
+  baseline), e.g. of per-rollout jerk. Resamples rollout indices, so the pairing is kept. A fixed seed
+  makes it deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _sps
+
+Z_95 = 1.959963984540054
+# Below this many discordant pairs the exact binomial test is used; above it the chi-square approximation.
+MCNEMAR_EXACT_MAX_DISCORDANT = 50
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for successes/n; (nan, nan) when n == 0."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    n_pairs: int
+    baseline_only: int  # pairs solved by the baseline only
+    candidate_only: int  # pairs solved by the candidate only
+    p_value: float
+    method: str  # "exact" | "chi2" | "none" (no discordant pairs)
+
+    @property
+    def diff(self) -> float:
+        """Candidate minus baseline solve rate over the pairs."""
+        return (self.candidate_only - self.baseline_only) / self.n_pairs if self.n_pairs else math.nan
+
+
+def mcnemar(baseline: np.ndarray, candidate: np.ndarray) -> McNemarResult:
+    """McNemar's test on paired boolean outcomes [B] (rollout b of each cell shares its env seed)."""
+    baseline = np.asarray(baseline, dtype=bool)
+    candidate = np.asarray(candidate, dtype=bool)
+    if baseline.shape != candidate.shape or baseline.ndim != 1:
+        raise ValueError(f"paired outcomes need equal 1-d shapes, got {baseline.shape} and {candidate.shape}")
+    b = int(np.sum(baseline & ~candidate))
+    c = int(np.sum(~baseline & candidate))
+    n_disc = b + c
+    if n_disc == 0:
+        return McNemarResult(baseline.size, b, c, 1.0, "none")
+    if n_disc <= MCNEMAR_EXACT_MAX_DISCORDANT:
+        p = float(_sps.binomtest(min(b, c), n_disc, 0.5, alternative="two-sided").pvalue)
+        return McNemarResult(baseline.size, b, c, min(1.0, p), "exact")
+    chi2 = (abs(b - c) - 1.0) ** 2 / n_disc
+    p = float(_sps.chi2.sf(chi2, df=1))
+    return McNemarResult(baseline.size, b, c, p, "chi2")
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    diff: float  # mean(candidate - baseline)
+    low: float
+    high: float
+    baseline_mean: float
+    n_pairs: int
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes zero."""
+        return self.low > 0.0 or self.high < 0.0
+
+
+def paired_bootstrap(
+    baseline: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    n_resamples: int = 4000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Percentile bootstrap interval of mean(candidate - baseline) over paired rollouts.
+
+    Non-finite pairs (e.g. jerk of a one-step episode) are dropped before resampling.
+    """
+    baseline = np.asarray(baseline, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    if baseline.shape != candidate.shape or baseline.ndim != 1:
+        raise ValueError(f"paired samples need equal 1-d shapes, got {baseline.shape} and {candidate.shape}")
+    keep = np.isfinite(baseline) & np.isfinite(candidate)
+    diffs = candidate[keep] - baseline[keep]
+    n = diffs.size
+    if n == 0:
+        return BootstrapResult(math.nan, math.nan, math.nan, math.nan, 0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    means = diffs[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return BootstrapResult(float(diffs.mean()), float(low), float(high), float(baseline[keep].mean()), n)

@@ -1,0 +1,88 @@
+"""Stepwise schema migrations driven by the ``schema_version`` table.
+
+``migrate(conn)`` reads the file's version (0 for an empty file), refuses a version newer than this
+rtcbench knows, and applies ``update_to_N`` for every N up to `SCHEMA_VERSION`, recording each step in
+``schema_version``. It runs inside the caller's transaction, so a failed step leaves the file as it was.
+
+History:
+- v1: ``schema_version``, ``runs``, ``cells``, ``rollouts``.
+- v2: ``inferences`` (per-inference delays of each cell's schedule) and the report views
+  ``v_cells``, ``v_rollouts``, ``v_delays``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from rtcbench.errors import UserError
+from rtcbench.store import schema
+
+
+class SchemaVersionError(UserError):
+    """The file's schema version is newer than this rtcbench, or the file is not an rtcbench store."""
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _table_names(conn: sa.Connection) -> set[str]:
+    rows = conn.execute(sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"))
+    return {r[0] for r in rows}
+
+
+def current_version(conn: sa.Connection, path: str) -> int:
+    """The schema version recorded in the file; 0 for a file with no tables at all."""
+    names = _table_names(conn)
+    if "schema_version" not in names:
+        if names:
+            raise SchemaVersionError(
+                f"not an rtcbench results database: it has tables ({', '.join(sorted(names)[:5])}) "
+                "but no schema_version table; use a new file for rtcbench results",
+                path=path,
+            )
+        return 0
+    version = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def check_known_version(version: int, path: str) -> None:
+    if version > schema.SCHEMA_VERSION:
+        from rtcbench import __version__
+
+        raise SchemaVersionError(
+            f"database schema version {version} is newer than this rtcbench ({__version__}) supports "
+            f"(up to {schema.SCHEMA_VERSION}); upgrade rtcbench to read or write this file",
+            path=path,
+            field="schema_version",
+        )
+
+
+def update_to_1(conn: sa.Connection) -> None:
+    for table in (schema.schema_version, schema.runs, schema.cells, schema.rollouts):
+        table.create(conn)
+
+
+def update_to_2(conn: sa.Connection) -> None:
+    schema.inferences.create(conn)
+    for name, select in schema.VIEWS_V2:
+        conn.execute(sa.text(f"CREATE VIEW {name} AS {select}"))
+
+
+UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2}
+assert sorted(UPDATES) == list(range(1, schema.SCHEMA_VERSION + 1)), "one update_to_N per schema version"
+
+
+def migrate(conn: sa.Connection, path: str, target: int = schema.SCHEMA_VERSION) -> tuple[int, int]:
+    """Bring the file to `target` (default: the current version) -> (version before, version after)."""
+    from rtcbench import __version__
+
+    before = current_version(conn, path)
+    check_known_version(before, path)
+    for n in range(before + 1, target + 1):
+        UPDATES[n](conn)
+        conn.execute(sa.insert(schema.schema_version).values(version=n, applied_at=_utcnow(), rtcbench_version=__version__))
+    return before, max(before, target)

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GATE_LEVEL = "s/h8_unicycle_balance"
+SHIPPED_POLICY = REPO_ROOT / "policies" / "{level}" / "bc.msgpack"
+
+# A fixed 2-step delay, and a spiky mixture where violations and stalls happen.
+GATE_SETUPS = """
+  - name: fixed2
+    profile: {kind: fixed, d: 2}
+    forecaster: {kind: fixed, d: 2}
+    horizon: {kind: fixed_clock, s: 2}
+  - name: spiky
+    profile:
+      kind: mixture
+      base: {kind: categorical, values: [1, 2, 3], probs: [0.25, 0.5, 0.25]}
+      p_spike: 0.2
+      d_spike: 6
+    forecaster: {kind: window_max, b: 10, init: 3}
+    horizon: {kind: adaptive, s_min: 3}
+"""
+
+FIVE_FIXED_SETUPS = "".join(
+    f"""
+  - name: fixed{d}
+    profile: {{kind: fixed, d: {d}}}
+    forecaster: {{kind: fixed, d: {d}}}
+    horizon: {{kind: fixed_clock, s: {max(d, 1)}}}""" for d in range(5)) + "\n"
+
+
+def scenario_yaml(name: str, setups: str, *, methods: str = "[{kind: naive}]", rollouts: int = 16,
+                  max_steps: int = 32, policy: str = str(SHIPPED_POLICY)) -> str:
+    """Every run test uses the same level, method, rollouts and steps: one compiled episode serves them all."""
+    return f"""schema_version: 1
+name: {name}
+version: 1
+description: tiny scenario of the store tests
+levels: [{GATE_LEVEL}]
+policy: {policy}
+methods: {methods}
+setups:{setups}
+dt_ms: 33.3
+H: 8
+flow_steps: 5
+rollouts: {rollouts}
+max_steps: {max_steps}
+seeds: {{delay: 0, env: 0, policy: 0}}
+"""
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "results.duckdb"
+
+
+@pytest.fixture(scope="session")
+def jax_cache_dir(tmp_path_factory) -> Path:
+    """One persistent JAX compilation cache for every `rtcbench run` process of this session."""
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_scenarios(tmp_path_factory) -> Path:
+    """Scenario files on the shipped policy of s/h8_unicycle_balance (policies/ in the repository)."""
+    folder = tmp_path_factory.mktemp("scenarios")
+    (folder / "gate.yaml").write_text(scenario_yaml("store_gate", GATE_SETUPS))
+    (folder / "five_setups.yaml").write_text(scenario_yaml("store_five_setups", FIVE_FIXED_SETUPS))
+    return folder

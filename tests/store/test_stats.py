@@ -1,0 +1,58 @@
+"""Statistics used by cells and compare, checked against values computed independently."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rtcbench.stats import mcnemar, paired_bootstrap, wilson_interval
+
+
+def test_wilson_matches_closed_form_and_edge_cases():
+    # 5/10: p = 0.5, z = 1.96 -> center 0.5, half-width z*sqrt(0.025 + z^2/400)/(1 + z^2/10)
+    low, high = wilson_interval(5, 10)
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 10 + z * z / 400) / (1 + z * z / 10)
+    assert low == pytest.approx(0.5 - half) and high == pytest.approx(0.5 + half)
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    # 0 of 10 keeps a non-zero upper bound; 10 of 10 a lower bound below 1
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_mcnemar_exact_and_chi2():
+    base = np.array([True] * 10 + [False] * 2 + [True] * 30)
+    cand = np.array([False] * 10 + [True] * 2 + [True] * 30)
+    res = mcnemar(base, cand)
+    assert (res.baseline_only, res.candidate_only, res.method) == (10, 2, "exact")
+    assert res.p_value == pytest.approx(2 * sps.binom.cdf(2, 12, 0.5))  # 0.0386
+    assert res.diff == pytest.approx(-8 / 42)
+    # many discordant pairs: chi-square with continuity correction
+    rng = np.random.default_rng(1)
+    b = rng.random(400) < 0.7
+    c = rng.random(400) < 0.6
+    res = mcnemar(b, c)
+    n01, n10 = int((b & ~c).sum()), int((~b & c).sum())
+    assert res.method == "chi2"
+    assert res.p_value == pytest.approx(sps.chi2.sf((abs(n01 - n10) - 1) ** 2 / (n01 + n10), 1))
+    same = mcnemar(b, b)
+    assert same.p_value == 1.0 and same.method == "none"
+
+
+def test_paired_bootstrap_is_deterministic_and_covers_the_shift():
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 0.5, size=200)
+    cand = base + 0.3 + rng.normal(0, 0.1, size=200)
+    a = paired_bootstrap(base, cand, seed=3)
+    b = paired_bootstrap(base, cand, seed=3)
+    assert a == b
+    assert a.low < 0.3 < a.high and a.significant
+    assert a.diff == pytest.approx(float(np.mean(cand - base)))
+    zero = paired_bootstrap(base, base)
+    assert (zero.diff, zero.low, zero.high, zero.significant) == (0.0, 0.0, 0.0, False)
+    with_nan = paired_bootstrap(np.array([1.0, np.nan, 2.0]), np.array([1.5, 3.0, 2.5]))
+    assert with_nan.n_pairs == 2 and with_nan.diff == pytest.approx(0.5)
