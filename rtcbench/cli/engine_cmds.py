@@ -1,7 +1,87 @@
-"""CLI commands of the engine area (being written: see the issue tracker)."""
+"""CLI commands of the engine area: `rtcbench record-trace` (also reachable as `rtcbench trace record`).
+
+Records the real wall-clock latencies of the jitted inference of a method on this machine and writes them
+as a delay trace (bench/traces/NAME.json by default) whose header names the hardware and the load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from rtcbench.errors import UserError
+
+METHODS = ("naive", "rtc", "bid", "te", "sync", "ttrtc")
+
+
+def record_trace_cmd(
+    method: Annotated[str, typer.Option("--method", help=f"Method to time: one of {', '.join(METHODS)}.")],
+    policy: Annotated[Path, typer.Option("--policy", help="Checkpoint (NAME.msgpack + NAME.json).")],
+    name: Annotated[str, typer.Option("--name", help="Trace name; the file becomes OUT_DIR/NAME.json.")],
+    background_load: Annotated[
+        int, typer.Option("--background-load", help="Busy-looping background processes while recording.")
+    ] = 0,
+    level: Annotated[str | None, typer.Option("--level", help="Level (default: the checkpoint's level).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Rollouts per inference call (1 = one robot).")] = 1,
+    calls: Annotated[int, typer.Option("--calls", help="Timed inference calls (latencies in the trace).")] = 300,
+    flow_steps: Annotated[int, typer.Option("--flow-steps", help="Euler steps n.")] = 5,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where traces live.")] = Path("bench/traces"),
+) -> None:
+    """Record the wall-clock latency of each jitted inference call as a trace."""
+    import pydantic
+
+    from rtcbench.engine.record import record_latencies
+    from rtcbench.levels import LevelError, load_level
+    from rtcbench.methods.config import MethodConfig
+    from rtcbench.policy.checkpoint import load_policy
+    from rtcbench.replay.traces import write_trace
+
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}", field="--method")
+    for opt, value, low in (("--background-load", background_load, 0), ("--batch", batch, 1),
+                            ("--calls", calls, 1), ("--flow-steps", flow_steps, 1)):
+        if value < low:
+            raise UserError(f"must be >= {low}, got {value}", field=opt)
+    loaded = load_policy(policy)
+    level_name = level or loaded.meta.get("level")
+    if not level_name:
+        raise UserError("the checkpoint names no level; pass --level", path=str(policy), field="level")
+    try:
+        lvl = load_level(level_name)
+    except LevelError as exc:
+        raise UserError(str(exc), field="--level") from None
+    loaded = load_policy(policy, level=lvl)  # dims check against the level
+    spec = {"kind": method, **({"policy": str(policy)} if method == "ttrtc" else {})}
+    try:
+        cfg = pydantic.TypeAdapter(MethodConfig).validate_python(spec)
+    except pydantic.ValidationError as exc:
+        raise UserError(str(exc.errors()[0]["msg"]), field="--method") from None
+    if method == "ttrtc" and loaded.kind != "ttrtc":
+        raise UserError("method ttrtc needs a checkpoint of kind 'ttrtc'", path=str(policy), field="kind")
+    latencies, hardware, load = record_latencies(cfg, loaded, lvl, batch=batch, n_calls=calls,
+                                                 background_load=background_load, n=flow_steps)
+    path = out_dir / f"{name}.json"
+    sha = write_trace(
+        path, name=name, latencies_ms=latencies, hardware=hardware, load=load,
+        source=(f"recorded: rtcbench record-trace --method {method} --policy {policy} --batch {batch} "
+                f"--background-load {background_load}; checkpoint sha256 {loaded.sha256[:16]}; level {lvl.name}"),
+        description=f"Wall-clock ms per jitted {cfg.label} inference call (batch {batch}), one call per entry.",
+    )
+    lat = sorted(latencies)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+    print(f"wrote {path} ({len(lat)} latencies, sha256 {sha[:16]}): p50 {p(0.5):.2f} ms, p95 {p(0.95):.2f} ms, "
+          f"max {lat[-1]:.2f} ms")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add this area's commands to the main app (idempotent: `main()` may run many times in one process)."""
+    if not any(info.name == "record-trace" for info in app.registered_commands):
+        app.command("record-trace")(record_trace_cmd)
+    try:  # also as `rtcbench trace record`, inside the replay area's `trace` group when it exists
+        from rtcbench.cli.replay_cmds import trace_app
+    except ImportError:
+        return
+    if not any(info.name == "record" for info in trace_app.registered_commands):
+        trace_app.command("record")(record_trace_cmd)

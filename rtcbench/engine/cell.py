@@ -1,0 +1,164 @@
+"""`run_cell`: one cell (level x method x delay setup) through the compiled episode, with timing.
+
+Compiled episodes are cached by their static key (EngineStatic plus input shapes), so a sweep of delay
+setups, traces and seeds through one method and level compiles once. `compile_s` is the compile time
+paid by this call (0.0 when the cache already held the executable; `cache_hit` says which).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rtcbench.engine.rollout import FALLBACKS, EngineStatic, episode
+from rtcbench.engine.timing import inference_times, median_ms
+from rtcbench.errors import UserError
+from rtcbench.methods.config import NaiveMethod
+from rtcbench.methods.dispatch import make_method
+
+PER_ROLLOUT_FIELDS = (
+    "solved", "return", "length", "jerk_max_d1", "jerk_mean_d1", "jerk_max_d2", "jerk_mean_d2",
+    "stall_steps", "wall_steps", "n_inferences", "nfe", "vjp",
+)
+SCHEDULE_FIELDS = ("start", "start_d", "start_dhat", "start_s", "arrive", "stall", "pause")
+
+_COMPILED: dict = {}
+COMPILE_COUNT = {"episode": 0}  # number of episode compilations in this process (for tests and logs)
+
+
+@dataclass
+class CellOutput:
+    """Metrics of one cell. per_rollout: numpy arrays [B] (first episode only; see rollout.py)."""
+
+    per_rollout: dict[str, np.ndarray]
+    compile_s: float
+    run_s: float
+    env_steps_per_s: float  # B * T simulated env steps / run_s
+    wasted_policy_evals: int  # rollout-evaluations on steps where the policy ran but that rollout did not start
+    inference_ms: float  # median ms per batched inference call (NaN when time_inference=False)
+    nfe_per_inference: int
+    vjp_per_inference: int
+    nfe_per_env_step: float  # network forward passes per first-episode env step
+    policy_calls: int = 0  # steps (of T) where the batched policy ran
+    cache_hit: bool = False
+    device: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # stall_steps_all [B]; actions [B, T, A] if recorded
+
+
+def _policy_parts(policy):
+    """LoadedPolicy (graphdef, state) or a FlowPolicy module -> (graphdef, state, kind or None)."""
+    if policy is None:
+        return None, None, None
+    if hasattr(policy, "graphdef") and hasattr(policy, "state"):
+        return policy.graphdef, policy.state, getattr(policy, "kind", None)
+    graphdef, state = nnx.split(policy)
+    return graphdef, state, None
+
+
+def _compiled_episode(static: EngineStatic, args):
+    avals = jax.tree_util.tree_map(lambda x: (jnp.shape(x), jnp.result_type(x)), args)
+    key = (static, jax.tree_util.tree_structure(args), tuple(jax.tree_util.tree_leaves(avals)))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0, True
+    t0 = time.perf_counter()
+    compiled = jax.jit(episode, static_argnums=0).lower(static, *args).compile()
+    compile_s = time.perf_counter() - t0
+    COMPILE_COUNT["episode"] += 1
+    _COMPILED[key] = compiled
+    return compiled, compile_s, False
+
+
+def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, policy_seed: int, max_steps: int,
+             fallback: str = "hold", weak_policy=None, time_inference: bool = True, inference_repeats: int = 10,
+             record_actions: bool = False) -> CellOutput:
+    """Run one cell. level: a Level (or name); policy: LoadedPolicy or FlowPolicy (for `ttrtc`, the
+    per-token-time policy); method: a MethodConfig; schedule: a rtcbench.replay Schedule of [B, max_steps]."""
+    from rtcbench.levels import load_level
+
+    if isinstance(level, str):
+        level = load_level(level)
+    if fallback not in FALLBACKS:
+        raise UserError(f"fallback must be one of {list(FALLBACKS)}, got {fallback!r}", field="fallback")
+    graphdef, state, kind = _policy_parts(policy)
+    weak_graphdef, weak_state, _ = _policy_parts(weak_policy)
+    cfg = getattr(policy, "config", None) or getattr(policy, "cfg", None)
+    if cfg is not None and (cfg.obs_dim, cfg.action_dim, cfg.H) != (level.obs_dim, level.action_dim, H):
+        raise UserError(
+            f"policy dims (obs {cfg.obs_dim}, action {cfg.action_dim}, H {cfg.H}) do not match level "
+            f"{level.name!r} (obs {level.obs_dim}, action {level.action_dim}) with H={H}", field="policy")
+    if method.kind == "ttrtc" and kind == "bc":
+        raise UserError("method ttrtc needs a policy trained with per-token flow time (checkpoint kind 'ttrtc'), "
+                        "got a 'bc' checkpoint", field="method.policy")
+    impl = make_method(method, n=n, has_weak=weak_graphdef is not None)
+    if method.kind == "bid" and method.weak_policy and weak_graphdef is None:
+        raise UserError("bid with weak_policy needs the weak policy passed to the engine", field="method.weak_policy")
+    sched = {k: np.asarray(getattr(schedule, k)) for k in SCHEDULE_FIELDS}
+    B, T = sched["start"].shape
+    if T != max_steps:
+        raise ValueError(f"schedule has {T} steps but max_steps={max_steps}")
+    if getattr(schedule, "H", H) != H:
+        raise ValueError(f"schedule was built for H={schedule.H}, engine H={H}")
+    if not sched["start"][:, 0].all():
+        raise ValueError("schedule must start the synchronous first inference at step 0 in every rollout")
+    if impl.world_pauses != bool(getattr(schedule, "world_pauses", False)):
+        raise ValueError(f"method {method.kind!r} needs a schedule built with world_pauses={impl.world_pauses}")
+
+    devices = jax.devices()
+    n_dev = len(devices) if len(devices) > 1 and B % len(devices) == 0 else 1
+    static = EngineStatic(
+        level_name=level.name, env=level.env, H=H, n=n, B=B, T=T, action_dim=level.action_dim,
+        method=NaiveMethod() if method.kind == "sync" else method,  # same computation; shares the compile
+        graphdef=graphdef, weak_graphdef=weak_graphdef if impl.uses_weak else None,
+        record_actions=record_actions, n_devices=n_dev,
+    )
+    sched_j = {k: jnp.asarray(v.astype(bool) if v.dtype == bool else v.astype(np.int32)) for k, v in sched.items()}
+    if n_dev > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(devices[:n_dev], ("b",)), PartitionSpec("b"))
+        sched_j = {k: jax.device_put(v, sharding) for k, v in sched_j.items()}
+    args = (level.env_params, state, weak_state if impl.uses_weak else None, sched_j,
+            jnp.asarray(env_seed, jnp.uint32), jnp.asarray(policy_seed, jnp.uint32), jnp.asarray(fallback == "zero"))
+    compiled, compile_s, hit = _compiled_episode(static, args)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    run_s = time.perf_counter() - t0
+    out = jax.tree_util.tree_map(np.asarray, out)
+    if out["stall_mismatch"].any():
+        raise RuntimeError(
+            f"engine stall steps disagree with the schedule's stall flags in "
+            f"{int((out['stall_mismatch'] > 0).sum())} rollouts; the timeline contract is broken")
+
+    inf_ms = float("nan")
+    if time_inference:
+        obs_row, _ = level.reset(jax.random.PRNGKey(0))
+        times = inference_times(method, graphdef, state, obs_row, B=B, H=H, n=n, action_dim=level.action_dim,
+                                repeats=inference_repeats, weak_graphdef=static.weak_graphdef,
+                                weak_state=weak_state if impl.uses_weak else None)
+        inf_ms = median_ms(times)
+    per = {k: out[k] for k in PER_ROLLOUT_FIELDS}
+    steps_first = float(per["length"].sum())
+    extra = {"stall_steps_all": out["stall_steps_all"]}
+    if record_actions:
+        extra["actions"] = out["actions"]
+    return CellOutput(
+        per_rollout=per,
+        compile_s=compile_s,
+        run_s=run_s,
+        env_steps_per_s=B * T / run_s,
+        wasted_policy_evals=int(out["wasted_policy_evals"]),
+        inference_ms=inf_ms,
+        nfe_per_inference=impl.cost.nfe,
+        vjp_per_inference=impl.cost.vjp,
+        nfe_per_env_step=float(per["nfe"].sum()) / max(steps_first, 1.0),
+        policy_calls=int(out["policy_calls"]),
+        cache_hit=hit,
+        device=str(devices[0].platform) + (f" x{n_dev}" if n_dev > 1 else ""),
+        extra=extra,
+    )
