@@ -89,7 +89,7 @@ def level_size(name: str) -> str:
 def load_level(name: str) -> Level:
     """Load a level by built-in name or JSON path. Raises LevelError with the name on failure."""
     import kinetix.environment as kenv
-    from kinetix.util.saving import load_from_json_file, expand_env_state
+    from kinetix.util.saving import expand_env_state, load_from_json_file
 
     path = level_path(name)
     if path is None:
