@@ -161,7 +161,7 @@ def test_report_from_a_real_run(concurrent_db, tmp_path):
     assert "| spiky | " in text and format(p95, ".3g") in text
 
 
-# Recorded on CPU (jax 0.7, kinetix-env 3.0.2) with policies/s_h8_unicycle_balance/bc.msgpack
+# Recorded on CPU (jax 0.9.0, kinetix-env 3.0.2) with policies/s_h8_unicycle_balance/bc.msgpack
 # (sha256 7a43dc62...), 16 rollouts x 32 steps, seeds 0: solve 1.0 / 1.0, jerk_max_d1 0.714 / 0.612,
 # jerk_max_d2 1.120 / 0.923 (fixed2 / spiky). The bands tolerate a couple of flipped rollouts and the
 # float differences of another backend; the delay statistics are numpy on the host and must match.

@@ -1,0 +1,232 @@
+"""Flow-policy checkpoints: weights as flax msgpack, provenance in a JSON sidecar. Never pickles.
+
+A checkpoint ``NAME`` is two files side by side:
+
+    NAME.msgpack   flax msgpack of the nnx state as a pure dict (integer keys of nnx.List stored as strings)
+    NAME.json      sidecar: obs_dim, action_dim, H, preset, config (the full PolicyConfig), level, kind
+                   ("bc" | "ttrtc"), kinetix_version, training (commands, seeds, ...), solve_rate
+                   ({rate, n, solved, wilson95}), sha256 of the msgpack bytes
+
+``load_policy`` refuses pickles, a sha256 that does not match the sidecar, and dims that do not match
+the level, each with a `UserError` that names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtcbench.errors import UserError
+
+KINDS = ("bc", "ttrtc")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes (the checkpoint hash used in a scenario's config_hash)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``NAME``, ``NAME.msgpack`` or ``NAME.json`` -> (weights path, sidecar path)."""
+    p = Path(path)
+    if p.suffix in (".msgpack", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".msgpack"), p.with_name(p.name + ".json")
+
+
+def _looks_like_pickle(head: bytes, tail: bytes) -> bool:
+    # Pickle protocols 2-5 start with PROTO (0x80, version) and every pickle ends with STOP ('.').
+    # A flax msgpack of our state dict starts with a map marker of >= 9 keys (0x89..), never 0x80 0x02-0x05.
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and tail.endswith(b".")
+
+
+def _preset_of(cfg) -> str | None:
+    from rtcbench.policy.model import PRESETS
+
+    for name, values in PRESETS.items():
+        if all(getattr(cfg, k) == v for k, v in values.items()):
+            return name
+    return None
+
+
+def _stringify_keys(tree):
+    if isinstance(tree, dict):
+        return {str(k): _stringify_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def _restore_int_keys(tree):
+    if isinstance(tree, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _restore_int_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def save_policy(model, path: str | os.PathLike, meta: dict) -> str:
+    """Write ``NAME.msgpack`` + ``NAME.json`` for a FlowPolicy and return the sha256 of the msgpack.
+
+    ``meta`` must hold ``level`` and ``kind`` ("bc" | "ttrtc"); anything else (training commands and
+    seeds, solve_rate, ...) is copied into the sidecar. Dims, H, the config, the preset, the kinetix-env
+    version and the hash are filled in here.
+    """
+    import flax.nnx as nnx
+    from flax import serialization
+
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"checkpoint meta 'kind' must be one of {KINDS}, got {kind!r}")
+    if "level" not in meta:
+        raise ValueError("checkpoint meta must name the 'level' the policy was trained on")
+    weights_path, sidecar_path = checkpoint_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    _, state = nnx.split(model)
+    blob = serialization.msgpack_serialize(_stringify_keys(nnx.to_pure_dict(state)))
+    sha = hashlib.sha256(blob).hexdigest()
+    cfg = model.cfg
+    sidecar = dict(meta)
+    sidecar.update(
+        format="rtcbench-flow-policy/1",
+        obs_dim=cfg.obs_dim,
+        action_dim=cfg.action_dim,
+        H=cfg.H,
+        preset=meta.get("preset") or _preset_of(cfg),
+        config=cfg.to_dict(),
+        kinetix_version=_kinetix_version(),
+        weights=weights_path.name,
+        sha256=sha,
+    )
+    # Write weights then sidecar, each atomically (tmp + rename), so a crash never leaves a torn file.
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, weights_path)
+    tmp = sidecar_path.with_name(sidecar_path.name + ".tmp")
+    tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, sidecar_path)
+    return sha
+
+
+def _kinetix_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kinetix-env")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A verified checkpoint. ``state`` is an nnx.State (a traced pytree); ``model()`` merges it."""
+
+    path: Path
+    config: object  # PolicyConfig
+    graphdef: object  # nnx.GraphDef
+    state: object  # nnx.State
+    meta: dict
+    sha256: str
+    kind: str
+
+    def model(self):
+        import flax.nnx as nnx
+
+        return nnx.merge(self.graphdef, self.state)
+
+
+def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
+    """Load and verify a checkpoint. ``level``: a `Level`, a level name, or None to skip the dims check.
+
+    Raises `UserError` naming the file for: a pickle, a missing file or sidecar, a malformed sidecar,
+    a sha256 mismatch, or obs/action dims that differ from the level's.
+    """
+    import flax.nnx as nnx
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import serialization, traverse_util
+
+    from rtcbench.policy.model import PolicyConfig, make_policy
+
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(
+            "pickle checkpoints are refused (they can run arbitrary code); "
+            "use a NAME.msgpack weights file with its NAME.json sidecar",
+            path=str(p),
+        )
+    weights_path, sidecar_path = checkpoint_paths(p)
+    if not weights_path.exists():
+        raise UserError("policy weights file not found (expected NAME.msgpack + NAME.json)", path=str(weights_path))
+    blob = weights_path.read_bytes()
+    if _looks_like_pickle(blob[:2], blob[-1:]):
+        raise UserError(
+            "this file is a Python pickle, which is refused (it can run arbitrary code); "
+            "a checkpoint must be flax msgpack weights with a JSON sidecar",
+            path=str(weights_path),
+        )
+    if not sidecar_path.exists():
+        raise UserError("policy sidecar not found; every checkpoint needs its NAME.json", path=str(sidecar_path))
+    try:
+        meta = json.loads(sidecar_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"sidecar is not valid JSON: {exc}", path=str(sidecar_path)) from None
+    if not isinstance(meta, dict):
+        raise UserError("sidecar must be a JSON object", path=str(sidecar_path))
+    for key in ("sha256", "config", "kind"):
+        if key not in meta:
+            raise UserError(f"sidecar lacks the required key {key!r}", path=str(sidecar_path), field=key)
+    sha = hashlib.sha256(blob).hexdigest()
+    if sha != meta["sha256"]:
+        raise UserError(
+            f"sha256 mismatch: the weights hash to {sha[:16]}... but the sidecar records "
+            f"{str(meta['sha256'])[:16]}...; the file was modified or belongs to another checkpoint",
+            path=str(weights_path),
+        )
+    if meta["kind"] not in KINDS:
+        raise UserError(f"kind must be one of {list(KINDS)}, got {meta['kind']!r}", path=str(sidecar_path), field="kind")
+    try:
+        cfg = PolicyConfig(**meta["config"])
+    except TypeError as exc:
+        raise UserError(f"config does not describe a PolicyConfig: {exc}", path=str(sidecar_path), field="config") from None
+    if level is not None:
+        if isinstance(level, str):
+            from rtcbench.levels import LevelError, load_level
+
+            try:
+                level = load_level(level)
+            except LevelError as exc:
+                raise UserError(str(exc), field="level") from None
+        if (cfg.obs_dim, cfg.action_dim) != (level.obs_dim, level.action_dim):
+            raise UserError(
+                f"policy dims do not match the level: the checkpoint has obs_dim={cfg.obs_dim}, "
+                f"action_dim={cfg.action_dim} (trained on {meta.get('level')!r}) but level {level.name!r} has "
+                f"obs_dim={level.obs_dim}, action_dim={level.action_dim}",
+                path=str(weights_path),
+            )
+    try:
+        restored = serialization.msgpack_restore(blob)
+    except Exception as exc:  # msgpack raises assorted errors on corrupt bytes
+        raise UserError(f"weights are not a flax msgpack state: {exc}", path=str(weights_path)) from None
+    abstract = nnx.eval_shape(lambda: make_policy(cfg))
+    graphdef, state = nnx.split(abstract)
+    expected = traverse_util.flatten_dict(_stringify_keys(nnx.to_pure_dict(state)), sep="/")  # abstract shapes
+    got = traverse_util.flatten_dict(restored, sep="/") if isinstance(restored, dict) else {}
+    if set(expected) != set(got):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        raise UserError(
+            f"weights do not fit the sidecar's config (missing {missing[:4]}, unexpected {extra[:4]})",
+            path=str(weights_path),
+        )
+    wrong = [k for k in expected if tuple(np.shape(got[k])) != tuple(expected[k].shape)]
+    if wrong:
+        raise UserError(f"weight shapes do not match the sidecar's config at {wrong[:4]}", path=str(weights_path))
+    arrays = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in got.items()}, sep="/")
+    nnx.replace_by_pure_dict(state, _restore_int_keys(arrays))
+    return LoadedPolicy(
+        path=weights_path, config=cfg, graphdef=graphdef, state=state, meta=meta, sha256=sha, kind=meta["kind"]
+    )

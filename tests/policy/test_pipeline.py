@@ -1,0 +1,91 @@
+"""The tiny end-to-end pipeline (see conftest.py) and the refusals of the pipeline commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rtcbench.policy.checkpoint import load_policy
+from tests.policy.conftest import TINY_LEVEL, run_cli
+
+
+def test_pipeline_produces_checkpoints_that_load(tiny_pipeline):
+    from rtcbench.levels import load_level
+
+    level = load_level(TINY_LEVEL)
+    data_meta = tiny_pipeline["data_meta"]
+    assert data_meta["samples"] > 0 and data_meta["expert_solve_rate"]["rate"] >= 0.65
+    for kind in ("bc", "ttrtc"):
+        loaded = load_policy(tiny_pipeline[kind], level=level)
+        assert loaded.kind == kind
+        meta = loaded.meta
+        assert (meta["obs_dim"], meta["action_dim"], meta["H"]) == (level.obs_dim, level.action_dim, 8)
+        assert meta["level"] == TINY_LEVEL and meta["preset"] == "cpu"
+        solve = meta["solve_rate"]
+        assert solve["n"] == 64 and 0 <= solve["solved"] <= 64
+        lo, hi = solve["wilson95"]
+        assert lo <= solve["rate"] <= hi
+        assert "train-" + kind in meta["training"][kind]["command"]
+        chunk = loaded.model().sample(jax.random.PRNGKey(0), jnp.zeros((2, level.obs_dim)), 5)
+        assert chunk.shape == (2, 8, level.action_dim) and bool(jnp.isfinite(chunk).all())
+    ttrtc = load_policy(tiny_pipeline["ttrtc"])
+    assert ttrtc.meta["training"]["ttrtc"]["init_sha256"] == load_policy(tiny_pipeline["bc"]).sha256
+    assert ttrtc.meta["training"]["ttrtc"]["config"]["max_prefix"] == 4
+
+
+def test_training_resumes_from_its_state(tiny_pipeline, capsys):
+    # Training state after the last epoch exists, so a rerun resumes and does no new epoch.
+    state = json.loads((tiny_pipeline["root"] / "work_bc" / "bc_train.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+
+
+def test_collect_refuses_a_weak_expert(tiny_pipeline, tmp_path, capsys):
+    weak = tmp_path / "weak_expert"
+    shutil.copytree(tiny_pipeline["expert"], weak)
+    meta = json.loads((weak / "expert.json").read_text())
+    meta["solve_rate"] = meta["solve_rate"] | {"rate": 0.64}
+    (weak / "expert.json").write_text(json.dumps(meta))
+    rc = run_cli("policy", "collect", "--expert", str(weak), "--out", str(tmp_path / "data"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "0.65" in err and "expert.json" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_eval_reports_wilson_interval(tiny_pipeline, capsys):
+    rc = run_cli("policy", "eval", "--policy", str(tiny_pipeline["bc"]), "--n", "64", "--seed", "7")
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and out["n"] == 64 and out["delay"] == 0 and out["level"] == TINY_LEVEL
+    assert out["wilson95"][0] <= out["rate"] <= out["wilson95"][1]
+
+
+def test_bad_eval_arguments_are_user_errors(tiny_pipeline, capsys):
+    rc = run_cli("policy", "eval", "--policy", str(tiny_pipeline["bc"]), "--delay", "5", "--horizon", "4")
+    assert rc == 2 and "horizon + delay" in capsys.readouterr().err
+    # size-s levels share their dims; a size-m level has more entities, so its observation differs
+    rc = run_cli("policy", "eval", "--policy", str(tiny_pipeline["bc"]), "--level", "m/h4_thrust_the_needle")
+    assert rc == 2 and "dims do not match" in capsys.readouterr().err
+
+
+def test_gpu_request_without_gpu_fails_loudly(tiny_pipeline, capsys):
+    if jax.devices()[0].platform == "gpu":
+        return
+    rc = run_cli("policy", "eval", "--policy", str(tiny_pipeline["bc"]), "--device", "gpu")
+    err = capsys.readouterr().err
+    assert rc == 2 and "no GPU" in err
+
+
+def test_ttrtc_sampling_keeps_the_clean_prefix(tiny_pipeline):
+    from rtcbench.policy.ttrtc import sample_with_prefix
+
+    model = load_policy(tiny_pipeline["ttrtc"]).model()
+    B, H, A = 3, model.cfg.H, model.cfg.action_dim
+    prefix = jax.random.uniform(jax.random.PRNGKey(1), (B, H, A), minval=-1, maxval=1)
+    d = jnp.array([0, 2, 4])
+    out = sample_with_prefix(model, jax.random.PRNGKey(2), jnp.zeros((B, model.cfg.obs_dim)), prefix, d, 5)
+    for b in range(B):
+        np.testing.assert_array_equal(out[b, : int(d[b])], prefix[b, : int(d[b])])
+    assert not np.allclose(out[0, :2], prefix[0, :2])  # d = 0: nothing is frozen

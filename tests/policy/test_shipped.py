@@ -1,0 +1,42 @@
+"""Quality gate on the shipped checkpoints: each loads against its level and, on 64 closed-loop
+rollouts at d = 0 (s = 4, 5 flow steps, 0.1 action noise), solves at least 0.4 of first episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rtcbench.policy.checkpoint import load_policy
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+SHIPPED = sorted(POLICIES.glob("*/*.json"))
+MIN_SHIPPED_LEVELS = 3
+
+
+def test_enough_levels_are_shipped_and_small():
+    levels = {p.parent.name for p in SHIPPED if p.stem == "bc"}
+    assert len(levels) >= MIN_SHIPPED_LEVELS, f"only {sorted(levels)} shipped"
+    for level in levels:
+        assert (POLICIES / level / "ttrtc.json").exists(), f"{level} lacks its ttrtc checkpoint"
+    total = sum(p.stat().st_size for p in POLICIES.rglob("*") if p.is_file())
+    assert total < 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize("sidecar", SHIPPED, ids=[f"{p.parent.name}/{p.stem}" for p in SHIPPED])
+def test_shipped_checkpoint_solves(sidecar):
+    from rtcbench.levels import load_level
+    from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
+
+    meta = json.loads(sidecar.read_text())
+    level = load_level(meta["level"])
+    loaded = load_policy(sidecar, level=level)
+    assert loaded.kind == sidecar.stem and sidecar.parent.name == level.name.replace("/", "_")
+    recorded = loaded.meta["solve_rate"]
+    assert recorded["n"] >= 512 and recorded["delay"] == 0
+    if loaded.kind == "bc":
+        assert recorded["rate"] >= 0.6
+    cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
+    result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
+    assert result["rate"] >= 0.4, f"{sidecar}: solve rate {result['rate']:.3f} on 64 rollouts"
