@@ -12,26 +12,16 @@ old chunk when sampling; ``prefix="ttrtc"`` feeds its first d remaining actions 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rtcbench.stats import wilson_interval
+
 ACTION_NOISE_STD = 0.1
 DEFAULT_MAX_STEPS = 256  # kinetix EnvParams.max_timesteps: every first episode ends by then
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score 95% interval of a binomial proportion."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def solve_summary(solved: np.ndarray, lengths: np.ndarray | None = None) -> dict:

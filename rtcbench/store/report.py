@@ -99,6 +99,7 @@ def plot_solve_rate(cells: pd.DataFrame, out: Path) -> None:
             rows = sub[sub["method"] == method].set_index("setup").reindex(setups)
             rate = rows["solve_rate"].to_numpy(float)
             err = np.vstack([rate - rows["solve_ci_low"].to_numpy(float), rows["solve_ci_high"].to_numpy(float) - rate])
+            err = np.clip(err, 0.0, None)  # [2, setups]; intervals stored by older versions may sit 1e-16 inside
             bars = ax.bar(x + offsets[j], rate, width, yerr=err, capsize=3, label=method)
             ax.bar_label(bars, labels=[f"{r:.2f}" if math.isfinite(r) else "" for r in rate], fontsize=7,
                          label_type="center")

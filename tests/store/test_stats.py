@@ -56,3 +56,11 @@ def test_paired_bootstrap_is_deterministic_and_covers_the_shift():
     assert (zero.diff, zero.low, zero.high, zero.significant) == (0.0, 0.0, 0.0, False)
     with_nan = paired_bootstrap(np.array([1.0, np.nan, 2.0]), np.array([1.5, 3.0, 2.5]))
     assert with_nan.n_pairs == 2 and with_nan.diff == pytest.approx(0.5)
+
+
+def test_wilson_bounds_are_exact_at_the_extremes():
+    # the point estimate must lie inside its own interval, also at 0/n and n/n (a plot's error bar
+    # would otherwise be negative)
+    for n in (1, 7, 256, 512, 4096):
+        assert wilson_interval(n, n)[1] == 1.0
+        assert wilson_interval(0, n)[0] == 0.0
