@@ -26,33 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rtcbench.device import DEVICES, select_device
 from rtcbench.errors import UserError
 from rtcbench.stats import wilson_interval
-
-DEVICES = ("auto", "cpu", "gpu")
-
-
-def select_device(device: str) -> None:
-    """Restrict or check the JAX platform. Call before JAX is first used."""
-    if device not in DEVICES:
-        raise UserError(f"must be one of {', '.join(DEVICES)}, got {device!r}", field="--device")
-    if device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    import jax
-
-    if device == "gpu":
-        try:
-            gpus = jax.devices("gpu")
-        except RuntimeError:
-            gpus = []
-        if not gpus:
-            raise UserError(
-                "no GPU is visible to JAX (jax.devices('gpu') is empty; backend is "
-                f"{jax.default_backend()!r}); install jax[cuda12] or use --device cpu / auto",
-                field="--device",
-            )
-        if jax.default_backend() != "gpu":
-            raise UserError(f"JAX's default backend is {jax.default_backend()!r}, not gpu", field="--device")
 
 
 @dataclass

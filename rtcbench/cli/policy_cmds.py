@@ -6,7 +6,6 @@ JAX and kinetix are imported inside the commands so ``rtcbench --help`` stays fa
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -39,27 +38,10 @@ def _command_line() -> str:
 
 
 def setup_device(device: str) -> str:
-    """Select the JAX device; ``gpu`` raises UserError when none is present. Returns the platform."""
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    if device not in ("cpu", "gpu"):
-        raise UserError(f"unknown device {device!r}; allowed: cpu, gpu", field="--device")
-    import jax
+    """Select the JAX device for a pipeline command (``cpu`` or ``gpu``; ``gpu`` without one is an error)."""
+    from rtcbench.device import select_device
 
-    if device == "gpu":
-        try:
-            gpus = jax.devices("gpu")
-        except RuntimeError:
-            gpus = []
-        if not gpus:
-            raise UserError(
-                f"--device gpu was requested but JAX sees no GPU (backend: {jax.default_backend()}); "
-                "refusing to fall back to the CPU",
-                field="--device",
-            )
-        jax.config.update("jax_default_device", gpus[0])
-    else:
-        jax.config.update("jax_default_device", jax.devices("cpu")[0])
-    return device
+    return select_device(device, allowed=("cpu", "gpu"))
 
 
 def _load_level(name: str):
