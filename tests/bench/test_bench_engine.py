@@ -97,7 +97,7 @@ def test_engine_vs_limit(setup, benchmark, kind):
         engine_times.append(engine().run_s)
         phys_times.append(physics())
         limit_times.append(phys_times[-1] + bare_policy())
-    benchmark.pedantic(engine, rounds=1, iterations=1)
+    benchmark.pedantic(engine, rounds=3, iterations=1)  # the gate compares the min of these rounds
     engine_s, limit_s, phys_s = (statistics.median(x) for x in (engine_times, limit_times, phys_times))
     engine_sps, limit_sps = B * T / engine_s, B * T / limit_s
     ratio = engine_sps / limit_sps
