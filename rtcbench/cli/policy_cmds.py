@@ -111,7 +111,7 @@ def collect_cmd(
 
 def _eval_and_save(model, level, out: Path, meta: dict, *, eval_n: int, horizon: int, delay_naive: int,
                    flow_steps: int, seed: int, prefix: str) -> dict:
-    """Measure d=0 and naive/ttrtc d=delay_naive solve rates, then write the checkpoint with them."""
+    """Measure d=0 and naive/ttrtc d=delay_naive solve rates, write the checkpoint with them, print a summary."""
     import flax.nnx as nnx
 
     from rtcbench.policy.checkpoint import save_policy
@@ -129,6 +129,8 @@ def _eval_and_save(model, level, out: Path, meta: dict, *, eval_n: int, horizon:
         meta[key] = evaluate_flow_policy(level, graphdef, state, H, delayed, seed)
         print(f"{prefix} d={delayed.delay} s={delayed.horizon}: solve rate {meta[key]['rate']:.3f}", file=sys.stderr)
     meta["sha256"] = save_policy(model, out, meta)
+    print(json.dumps({"checkpoint": str(out), "sha256": meta["sha256"], "solve_rate": meta["solve_rate"]["rate"],
+                      "n": eval_n, "wilson95": meta["solve_rate"]["wilson95"]}))
     return meta
 
 
@@ -170,10 +172,8 @@ def train_bc_cmd(
     model, info = train_flow_policy(model, obs, chunks, train_cfg, work, label="bc")
     meta = {"level": level.name, "kind": "bc", "preset": preset,
             "training": {"bc": {**info, "command": _command_line(), "data": data_meta}}}
-    meta = _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
-                          flow_steps=flow_steps, seed=seed + 20_000, prefix="naive")
-    print(json.dumps({"checkpoint": str(out), "sha256": meta["sha256"], "solve_rate": meta["solve_rate"]["rate"],
-                      "n": eval_n, "wilson95": meta["solve_rate"]["wilson95"]}))
+    _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
+                   flow_steps=flow_steps, seed=seed + 20_000, prefix="naive")
 
 
 @policy_app.command("train-ttrtc")
@@ -215,10 +215,8 @@ def train_ttrtc_cmd(
     training = dict(loaded.meta.get("training", {}))
     training["ttrtc"] = {**info, "command": _command_line(), "init": str(loaded.path), "init_sha256": loaded.sha256}
     meta = {"level": level.name, "kind": "ttrtc", "preset": loaded.meta.get("preset"), "training": training}
-    meta = _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
-                          flow_steps=flow_steps, seed=seed + 20_000, prefix="ttrtc")
-    print(json.dumps({"checkpoint": str(out), "sha256": meta["sha256"], "solve_rate": meta["solve_rate"]["rate"],
-                      "n": eval_n, "wilson95": meta["solve_rate"]["wilson95"]}))
+    _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
+                   flow_steps=flow_steps, seed=seed + 20_000, prefix="ttrtc")
 
 
 @policy_app.command("eval")
