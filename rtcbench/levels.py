@@ -12,16 +12,23 @@ size-specific ``StaticEnvParams`` taken from the level's size prefix (or from th
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
+if TYPE_CHECKING:
+    import jax
+
+# JAX and kinetix are imported inside the functions that need them, so that scenario validation and
+# `rtcbench schedule` (which list levels and make slugs) never import JAX.
 
 SIZES = ("s", "m", "l")
 # One control step is frame_skip physics frames of 1/60 s: 33.3 ms, the natural dt_ms default.
 FRAME_SKIP = 2
+# Std of the Gaussian noise added to every executed action (DESIGN.md §2), in training, eval and the engine.
+ACTION_NOISE_STD = 0.1
 
 
 class LevelError(ValueError):
@@ -54,15 +61,26 @@ class Level:
         return self.env.step(key, state, action, self.env_params)
 
 
-def builtin_levels() -> list[str]:
-    """All built-in level names that kinetix-env ships, e.g. ``s/h4_thrust_aim``."""
-    import kinetix.util.saving as saving
+def level_slug(level: str) -> str:
+    """``s/h4_thrust_aim`` -> ``s_h4_thrust_aim`` (folder names, and ``{level}`` in checkpoint paths)."""
+    return level.replace("/", "_")
 
-    names = []
-    for size in SIZES:
-        folder = Path(saving.BASE_DIR) / size
-        names += sorted(f"{size}/{p.stem}" for p in folder.glob("*.json"))
-    return names
+
+def _kinetix_level_dir() -> Path | None:
+    """kinetix-env's built-in level folder, found without importing kinetix (which imports JAX)."""
+    spec = importlib.util.find_spec("kinetix")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "levels"
+    return folder if folder.is_dir() else None
+
+
+def builtin_levels() -> list[str]:
+    """All built-in level names that kinetix-env ships, e.g. ``s/h4_thrust_aim`` (sorted by size, then name)."""
+    folder = _kinetix_level_dir()
+    if folder is None:
+        return []
+    return [f"{size}/{p.stem}" for size in SIZES for p in sorted((folder / size).glob("*.json"))]
 
 
 def level_path(name: str) -> Path | None:
@@ -88,6 +106,8 @@ def level_size(name: str) -> str:
 @functools.lru_cache(maxsize=32)
 def load_level(name: str) -> Level:
     """Load a level by built-in name or JSON path. Raises LevelError with the name on failure."""
+    import jax
+    import jax.numpy as jnp
     import kinetix.environment as kenv
     from kinetix.util.saving import expand_env_state, load_from_json_file
 

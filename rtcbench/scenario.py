@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 import json
 import os
 import types
@@ -49,6 +48,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from rtcbench.errors import UserError
+from rtcbench.levels import builtin_levels, level_slug
 from rtcbench.methods.config import MethodConfig
 from rtcbench.replay.base import StrictModel
 from rtcbench.replay.horizon import AdaptiveHorizon, FixedClockHorizon
@@ -77,28 +77,6 @@ class Cell:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.level, self.method.label, self.setup.name)
-
-
-def level_slug(level: str) -> str:
-    """``s/h4_thrust_aim`` -> ``s_h4_thrust_aim`` (the ``{level}`` placeholder in checkpoint paths)."""
-    return level.replace("/", "_")
-
-
-def _kinetix_level_dir() -> Path | None:
-    """kinetix-env's built-in level folder, found without importing kinetix (which imports JAX)."""
-    spec = importlib.util.find_spec("kinetix")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "levels"
-    return folder if folder.is_dir() else None
-
-
-def builtin_level_names() -> list[str]:
-    """Same list as `rtcbench.levels.builtin_levels`, without importing JAX."""
-    folder = _kinetix_level_dir()
-    if folder is None:
-        return []
-    return sorted(f"{size}/{p.stem}" for size in ("s", "m", "l") for p in (folder / size).glob("*.json"))
 
 
 def _is_level_path(level: str) -> bool:
@@ -270,7 +248,7 @@ class Scenario(StrictModel):
                     )
                 continue
             if builtins is None:
-                builtins = set(builtin_level_names())
+                builtins = set(builtin_levels())
             if level not in builtins:
                 close = difflib.get_close_matches(level, sorted(builtins), n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""

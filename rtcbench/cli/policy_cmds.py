@@ -13,14 +13,11 @@ from pathlib import Path
 import typer
 
 from rtcbench.errors import UserError
+from rtcbench.levels import level_slug
 
 policy_app = typer.Typer(help="Train and evaluate flow policies: expert -> data -> BC -> TTRTC.", no_args_is_help=True)
 
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or gpu; gpu fails if no GPU is present (no silent fallback).")
-
-
-def level_slug(level: str) -> str:
-    return level.replace("/", "_")
 
 
 def _command_line() -> str:

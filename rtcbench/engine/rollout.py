@@ -32,12 +32,12 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
+from rtcbench.levels import ACTION_NOISE_STD
 from rtcbench.methods.dispatch import make_method
 from rtcbench.methods.naive import euler_sample, flow_noise
 from rtcbench.methods.te import ensemble
 from rtcbench.methods.weights import shift_prefix
 
-ACTION_NOISE_STD = 0.1
 FALLBACKS = ("hold", "zero")
 
 

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rtcbench.levels import ACTION_NOISE_STD
 from rtcbench.stats import wilson_interval
 
-ACTION_NOISE_STD = 0.1
 DEFAULT_MAX_STEPS = 256  # kinetix EnvParams.max_timesteps: every first episode ends by then
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTION_NOISE_STD = 0.1
+from rtcbench.levels import ACTION_NOISE_STD
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import pytest
 from replay_helpers import LEVEL, scenario_dict, write_scenario
 
 from rtcbench.errors import UserError
-from rtcbench.scenario import Scenario, builtin_level_names, level_slug
+from rtcbench.levels import builtin_levels, level_slug
+from rtcbench.scenario import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "bench" / "scenarios").glob("*.yaml"))
@@ -66,7 +67,7 @@ def test_level_json_path_resolves_against_scenario_dir(scenario_dir):
 
 
 def test_builtin_levels_found_without_jax():
-    names = builtin_level_names()
+    names = builtin_levels()
     assert "s/h4_thrust_aim" in names and "s/h8_unicycle_balance" in names and len(names) > 20
 
 
