@@ -4,7 +4,8 @@
     name: longtail_5pct
     version: 1                              # content version of this scenario
     description: 5% delay spikes on top of 1-3 step delays
-    levels: [s/h8_unicycle_balance]         # kinetix-env built-ins, or level JSON paths
+    levels: [s/h8_unicycle_balance]         # kinetix-env built-ins or level JSON paths, each optionally
+                                            # with ':packed' (rtcbench.levels: same physics, smaller arrays)
     policy: ../../policies/{level}/bc.msgpack
     methods: [{kind: naive}, {kind: rtc}]   # rtcbench.methods.config.MethodConfig
     setups:                                 # rtcbench.replay.setup.DelaySetup
@@ -48,7 +49,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from rtcbench.errors import UserError
-from rtcbench.levels import builtin_levels, level_slug
+from rtcbench.levels import PACKED_SUFFIX, builtin_levels, level_slug, split_packed
 from rtcbench.methods.config import MethodConfig
 from rtcbench.replay.base import StrictModel
 from rtcbench.replay.horizon import AdaptiveHorizon, FixedClockHorizon
@@ -80,7 +81,12 @@ class Cell:
 
 
 def _is_level_path(level: str) -> bool:
-    return level.endswith(".json")
+    return split_packed(level)[0].endswith(".json")
+
+
+def _level_file(level: str) -> str:
+    """A level JSON path without its ``:packed`` suffix."""
+    return split_packed(level)[0]
 
 
 _memo: dict[tuple[str, int, int], str] = {}
@@ -119,7 +125,8 @@ class Scenario(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)
     version: int = Field(default=1, ge=1, description="content version of this scenario")
     description: str = ""
-    levels: list[str] = Field(min_length=1, description="kinetix-env built-in names or level JSON paths")
+    levels: list[str] = Field(min_length=1, description="kinetix-env built-in names or level JSON paths, "
+                              "each optionally with the suffix ':packed'")
     policy: str = Field(min_length=1, description="checkpoint path; may contain {level}")
     methods: list[MethodConfig] = Field(min_length=1)
     setups: list[DelaySetup] = Field(min_length=1)
@@ -239,9 +246,9 @@ class Scenario(StrictModel):
         builtins = None
         for i, level in enumerate(self.levels):
             if _is_level_path(level):
-                if not self._resolve(level).is_file():
+                if not self._resolve(_level_file(level)).is_file():
                     raise UserError(
-                        f"level JSON {self._resolve(level)} does not exist (relative paths resolve against the "
+                        f"level JSON {self._resolve(_level_file(level))} does not exist (relative paths resolve against the "
                         "scenario's directory)",
                         path=where,
                         field=f"levels[{i}]",
@@ -249,12 +256,13 @@ class Scenario(StrictModel):
                 continue
             if builtins is None:
                 builtins = set(builtin_levels())
-            if level not in builtins:
-                close = difflib.get_close_matches(level, sorted(builtins), n=3)
+            if split_packed(level)[0] not in builtins:
+                close = difflib.get_close_matches(split_packed(level)[0], sorted(builtins), n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise UserError(
                     f"unknown level {level!r}; allowed: a kinetix-env built-in such as 's/h4_thrust_aim' "
-                    f"(see `rtcbench levels`) or a path to a level .json file.{hint}",
+                    f"(see `rtcbench levels`) or a path to a level .json file, either optionally with the "
+                    f"suffix '{PACKED_SUFFIX}'.{hint}",
                     path=where,
                     field=f"levels[{i}]",
                 )
@@ -322,7 +330,10 @@ class Scenario(StrictModel):
 
     def resolve_level(self, level: str) -> str:
         """What `rtcbench.levels.load_level` takes: the built-in name, or the absolute JSON path."""
-        return str(self._resolve(level).resolve()) if _is_level_path(level) else level
+        if not _is_level_path(level):
+            return level
+        base, packed = split_packed(level)
+        return str(self._resolve(base).resolve()) + (PACKED_SUFFIX if packed else "")
 
     def trace_path(self, setup: DelaySetup) -> Path | None:
         return setup.profile.resolve(self._base_dir) if setup.profile.kind == "trace" else None
@@ -411,7 +422,7 @@ class Scenario(StrictModel):
         out: dict[str, str] = {}
         for level in self.levels:
             if _is_level_path(level):
-                out[f"level:{level}"] = file_sha256(self._resolve(level))
+                out[f"level:{level}"] = file_sha256(self._resolve(_level_file(level)))
             out[f"policy:{level}"] = self.policy_sha256(level)
             for method in self.methods:
                 for attr in ("policy", "weak_policy"):
@@ -442,7 +453,7 @@ class Scenario(StrictModel):
     def _cell_material(self, cell: Cell) -> dict:
         files = {"policy": self.policy_sha256(cell.level)}
         if _is_level_path(cell.level):
-            files["level"] = file_sha256(self._resolve(cell.level))
+            files["level"] = file_sha256(self._resolve(_level_file(cell.level)))
         for attr in ("policy", "weak_policy"):
             mp = self.method_policy_path(cell.method, cell.level, attr)
             if mp is not None:

@@ -33,7 +33,9 @@ def version_cmd() -> None:
 
 @app.command("levels")
 def levels_cmd() -> None:
-    """List the kinetix-env built-in level names (a scenario may also name a level JSON path)."""
+    """List the kinetix-env built-in level names (a scenario may also name a level JSON path). Any level
+    may take the suffix ':packed' (e.g. l/h17_unicycle:packed): the same physics in arrays cut to the
+    level's own entities, several times faster for size-L levels (see rtcbench/levels.py)."""
     from rtcbench.levels import builtin_levels
 
     for name in builtin_levels():

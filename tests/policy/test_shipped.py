@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rtcbench.levels import level_slug
 from rtcbench.policy.checkpoint import load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -32,7 +33,7 @@ def test_shipped_checkpoint_solves(sidecar):
     meta = json.loads(sidecar.read_text())
     level = load_level(meta["level"])
     loaded = load_policy(sidecar, level=level)
-    assert loaded.kind == sidecar.stem and sidecar.parent.name == level.name.replace("/", "_")
+    assert loaded.kind == sidecar.stem and sidecar.parent.name == level_slug(level.name)
     recorded = loaded.meta["solve_rate"]
     assert recorded["n"] >= 512 and recorded["delay"] == 0
     if loaded.kind == "bc":

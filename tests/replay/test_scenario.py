@@ -66,6 +66,37 @@ def test_level_json_path_resolves_against_scenario_dir(scenario_dir):
     assert "level:lv/mine.json" in sc.file_digests()
 
 
+def test_packed_levels_validate_resolve_and_hash(scenario_dir):
+    import kinetix  # noqa: F401  (only to find a real level JSON to copy)
+
+    data = scenario_dict()
+    data["levels"] = ["l/h17_unicycle:packed"]
+    (scenario_dir / "policies" / "l_h17_unicycle_packed").mkdir()
+    (scenario_dir / "policies" / "l_h17_unicycle_packed" / "bc.msgpack").write_bytes(b"p")
+    sc = load(scenario_dir, data)
+    assert sc.resolve_level("l/h17_unicycle:packed") == "l/h17_unicycle:packed"
+    assert sc.policy_path("l/h17_unicycle:packed").parent.name == "l_h17_unicycle_packed"
+    # a level JSON may be packed too: resolved to its absolute path, hashed by its file
+    src = Path(kinetix.__file__).parent / "levels" / "s" / "h4_thrust_aim.json"
+    (scenario_dir / "lv").mkdir()
+    (scenario_dir / "lv" / "mine.json").write_bytes(src.read_bytes())
+    (scenario_dir / "policies" / "lv_mine.json_packed").mkdir()
+    (scenario_dir / "policies" / "lv_mine.json_packed" / "bc.msgpack").write_bytes(b"q")
+    data["levels"] = ["lv/mine.json:packed"]
+    sc_json = load(scenario_dir, data)
+    assert sc_json.resolve_level("lv/mine.json:packed") == str((scenario_dir / "lv" / "mine.json").resolve()) + ":packed"
+    assert "level:lv/mine.json:packed" in sc_json.file_digests()
+    # packed and unpacked are different levels: a different config hash, never comparable
+    (scenario_dir / "policies" / "l_h17_unicycle").mkdir()
+    (scenario_dir / "policies" / "l_h17_unicycle" / "bc.msgpack").write_bytes(b"p")
+    data["levels"] = ["l/h17_unicycle"]
+    assert load(scenario_dir, data).comparability_key != sc.comparability_key
+    data["levels"] = ["l/h17_unicyle:packed"]
+    with pytest.raises(UserError) as err:
+        load(scenario_dir, data)
+    assert err.value.field == "levels[0]" and "':packed'" in str(err.value) and "l/h17_unicycle" in str(err.value)
+
+
 def test_builtin_levels_found_without_jax():
     names = builtin_levels()
     assert "s/h4_thrust_aim" in names and "s/h8_unicycle_balance" in names and len(names) > 20
