@@ -58,10 +58,15 @@ def train_expert_cmd(
     num_envs: int = typer.Option(128),
     num_steps: int = typer.Option(128, help="Rollout length per update."),
     rpo_alpha: float = typer.Option(0.3, help="RPO mean perturbation; 0 = plain PPO."),
+    action_rate_penalty: float = typer.Option(
+        0.0, help="Reward shaping against chatter: minus this times ||m_t - m_(t-1)||^2 of the deterministic "
+        "action m (the actor mean). 0 = the paper's setup."),
     seed: int = typer.Option(0),
     eval_n: int = typer.Option(512, help="Rollouts for the final solve-rate measurement."),
     probe_lag: list[int] = typer.Option([], help="Also measure the expert acting on observations this many "
                                          "steps old (a delay-sensitivity probe); repeatable."),
+    max_minutes: float = typer.Option(None, help="Stop training after this many minutes of this call "
+                                      "(compile included), keep the checkpoint, and evaluate what was trained."),
     device: str = DeviceOpt,
 ) -> None:
     """Train a PPO/RPO expert (DESIGN.md §6) and measure its first-episode solve rate."""
@@ -71,14 +76,20 @@ def train_expert_cmd(
     _load_level(level)
     if steps <= 0 or num_envs <= 0 or num_steps <= 0:
         raise UserError("steps, num-envs and num-steps must be positive", field="--steps")
+    if not action_rate_penalty >= 0:
+        raise UserError(f"must be >= 0, got {action_rate_penalty}", field="--action-rate-penalty")
+    if max_minutes is not None and not max_minutes > 0:
+        raise UserError(f"must be positive, got {max_minutes}", field="--max-minutes")
     cfg = ExpertConfig(level=level, total_steps=steps, num_envs=num_envs, num_steps=num_steps,
-                       rpo_alpha=rpo_alpha, seed=seed)
+                       rpo_alpha=rpo_alpha, action_rate_penalty=action_rate_penalty, seed=seed)
     out = out or Path("runs/experts") / level_slug(level)
-    info = train_expert(cfg, out, eval_n=eval_n, command=_command_line(), probe_lags=tuple(probe_lag))
+    info = train_expert(cfg, out, eval_n=eval_n, command=_command_line(), probe_lags=tuple(probe_lag),
+                        max_train_s=None if max_minutes is None else 60.0 * max_minutes)
     s = info["solve_rate"]
     probes = {k: round(v["rate"], 3) for k, v in info.items() if k.startswith("solve_rate_obs_lag")}
     print(json.dumps({"expert": str(out), "solve_rate": s["rate"], "n": s["n"], "wilson95": s["wilson95"],
-                      "train_wall_s": round(info["train_wall_s"], 1)} | probes))
+                      "train_wall_s": round(info["train_wall_s"], 1), "trained_steps": info["trained_steps"],
+                      "stopped_at_time_limit": info["stopped_at_time_limit"]} | probes))
 
 
 @policy_app.command("collect")

@@ -46,6 +46,9 @@ class ExpertConfig:
     hidden: int = 256
     init_log_std: float = -0.5
     action_noise: float = ACTION_NOISE_STD
+    # Shaping against chatter: reward -= action_rate_penalty * ||m_t - m_{t-1}||^2, where m is the clipped
+    # actor mean (the deterministic expert action, not the exploration noise). 0 = the paper's setup.
+    action_rate_penalty: float = 0.0
     seed: int = 0
 
     @property
@@ -120,7 +123,9 @@ def make_optimizer(cfg: ExpertConfig):
 def make_train_updates(cfg: ExpertConfig, level, n_updates: int):
     """-> jitted ``train_updates(runner) -> (runner, metrics)`` running n_updates PPO updates.
 
-    runner = (params, opt_state, env_state, obs [N, O], rng). metrics are per update [n_updates].
+    runner = (params, opt_state, env_state, obs [N, O], prev_mean [N, A], rng). metrics are per update
+    [n_updates]. prev_mean is the previous step's clipped actor mean (zero after a reset), used only by
+    ``action_rate_penalty``.
     """
     import optax
 
@@ -129,7 +134,7 @@ def make_train_updates(cfg: ExpertConfig, level, n_updates: int):
     minibatch = N * T // cfg.num_minibatches
 
     def env_step(runner, _):
-        params, opt_state, env_state, obs, rng = runner
+        params, opt_state, env_state, obs, prev_mean, rng = runner
         rng, k_act, k_noise, k_env = jax.random.split(rng, 4)
         mean = actor_mean(params, obs)  # [N, A]
         raw = mean + jnp.exp(params["log_std"]) * jax.random.normal(k_act, mean.shape)  # [N, A]
@@ -139,8 +144,12 @@ def make_train_updates(cfg: ExpertConfig, level, n_updates: int):
         next_obs, env_state, reward, done, info = jax.vmap(level.step)(
             jax.random.split(k_env, N), env_state, executed
         )
+        clipped = jnp.clip(mean, -1.0, 1.0)  # [N, A]
+        if cfg.action_rate_penalty > 0:
+            reward = reward - cfg.action_rate_penalty * jnp.sum((clipped - prev_mean) ** 2, axis=-1)
+        prev_mean = jnp.where(done[:, None], 0.0, clipped)
         transition = (obs, raw, logp, value, reward, done, info["GoalR"] > 0)
-        return (params, opt_state, env_state, next_obs, rng), transition
+        return (params, opt_state, env_state, next_obs, prev_mean, rng), transition
 
     def loss_fn(params, batch, key):
         obs, raw, old_logp, old_value, adv, target = batch
@@ -160,7 +169,7 @@ def make_train_updates(cfg: ExpertConfig, level, n_updates: int):
     def update(runner, _):
         runner, traj = jax.lax.scan(env_step, runner, None, T)
         obs_t, raw_t, logp_t, value_t, reward_t, done_t, goal_t = traj  # each [T, N, ...]
-        params, opt_state, env_state, last_obs, rng = runner
+        params, opt_state, env_state, last_obs, prev_mean, rng = runner
         last_value = critic_value(params, last_obs)  # [N]
 
         def gae_step(carry, x):
@@ -205,7 +214,7 @@ def make_train_updates(cfg: ExpertConfig, level, n_updates: int):
             "solved": (done_t & goal_t).sum(),
             "reward": reward_t.sum(0).mean(),
         }
-        return (params, opt_state, env_state, last_obs, rng), metrics
+        return (params, opt_state, env_state, last_obs, prev_mean, rng), metrics
 
     @jax.jit
     def train_updates(runner):
@@ -222,7 +231,8 @@ def init_runner(cfg: ExpertConfig, level, params=None, opt_state=None, rng=None)
         params = init_expert_params(k_init, level.obs_dim, level.action_dim, cfg)
         opt_state = make_optimizer(cfg).init(params)
     obs, env_state = jax.vmap(level.reset)(jax.random.split(k_reset, cfg.num_envs))
-    return (params, opt_state, env_state, obs, key)
+    prev_mean = jnp.zeros((cfg.num_envs, level.action_dim))
+    return (params, opt_state, env_state, obs, prev_mean, key)
 
 
 # ---------------------------------------------------------------- checkpoints (msgpack, resumable)
@@ -273,8 +283,13 @@ def load_expert(out_dir, level) -> tuple[ExpertConfig, dict, object, jax.Array, 
 
 
 def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_block: int = 4, console=None,
-                 command: str = "", probe_lags: tuple[int, ...] = ()) -> dict:
-    """Train (or resume) an expert into ``out_dir``; evaluate it on eval_n rollouts; return its sidecar."""
+                 command: str = "", probe_lags: tuple[int, ...] = (), max_train_s: float | None = None) -> dict:
+    """Train (or resume) an expert into ``out_dir``; evaluate it on eval_n rollouts; return its sidecar.
+
+    ``max_train_s`` caps this call's training wall time (compile included): training stops after the
+    block that crosses it, the checkpoint keeps every finished update (a later call resumes), and the
+    sidecar records ``stopped_at_time_limit`` and the steps actually trained. For time-boxed machines.
+    """
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -295,10 +310,15 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
     else:
         runner = init_runner(cfg, level)
     blocks = {}
+    call_t0 = time.perf_counter()
+    stopped_at_limit = False
     with Progress(TextColumn("[bold]expert[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(cfg.level, total=cfg.num_updates, completed=update, info="compiling")
         while update < cfg.num_updates:
+            if max_train_s is not None and time.perf_counter() - call_t0 >= max_train_s:
+                stopped_at_limit = True
+                break
             n = min(updates_per_block, cfg.num_updates - update)
             if n not in blocks:
                 blocks[n] = make_train_updates(cfg, level, n)
@@ -309,18 +329,21 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
             update += n
             eps, solved = float(metrics["episodes"].sum()), float(metrics["solved"].sum())
             rate = solved / max(eps, 1.0)
+            # reward: mean over the block's updates of the per-env reward summed over one rollout of num_steps
+            # (the shaped training reward, action-rate penalty included)
             history.append({"update": update, "steps": update * cfg.steps_per_update, "train_solve_frac": rate,
-                            "episodes": eps, "wall_s": round(wall, 1)})
-            params, opt_state, _, _, rng = runner
+                            "episodes": eps, "reward": float(metrics["reward"].mean()), "wall_s": round(wall, 1)})
+            params, opt_state, _, _, _, rng = runner
             save_expert(out_dir, cfg, params, opt_state, rng, update,
                         {"history": history, "train_wall_s": wall, "command": command})
             progress.update(task, completed=update,
                             info=f"steps {update * cfg.steps_per_update:,}  train solve {rate:.2f}")
-    params, opt_state, _, _, rng = runner
+    params, opt_state, _, _, _, rng = runner
     t0 = time.perf_counter()
     solve = evaluate_expert(level, params, eval_n, seed=cfg.seed + 10_000)
     info = {"history": history, "train_wall_s": wall, "eval_wall_s": time.perf_counter() - t0,
-            "solve_rate": solve, "command": command}
+            "solve_rate": solve, "command": command, "trained_steps": update * cfg.steps_per_update,
+            "stopped_at_time_limit": stopped_at_limit}
     # Delay-sensitivity probe: the same expert acting on observations `lag` steps old.
     for lag in probe_lags:
         info[f"solve_rate_obs_lag{lag}"] = evaluate_expert(level, params, eval_n, seed=cfg.seed + 10_000, obs_lag=lag)

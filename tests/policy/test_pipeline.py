@@ -89,3 +89,32 @@ def test_ttrtc_sampling_keeps_the_clean_prefix(tiny_pipeline):
     for b in range(B):
         np.testing.assert_array_equal(out[b, : int(d[b])], prefix[b, : int(d[b])])
     assert not np.allclose(out[0, :2], prefix[0, :2])  # d = 0: nothing is frozen
+
+
+
+def test_expert_stops_at_its_time_limit(tmp_path):
+    """--max-minutes stops after the block that crosses it; the checkpoint and the sidecar say so."""
+    out = tmp_path / "expert"
+    assert run_cli("policy", "train-expert", "--level", TINY_LEVEL, "--out", str(out), "--steps", "4096",
+                   "--num-envs", "16", "--num-steps", "16", "--eval-n", "8", "--max-minutes", "0.0001") == 0
+    meta = json.loads((out / "expert.json").read_text())
+    # one block of 4 updates of 16 x 16 steps, far short of the 16 updates asked for
+    assert meta["stopped_at_time_limit"] and meta["update"] == 4 and meta["trained_steps"] == 4 * 16 * 16
+    assert meta["solve_rate"]["n"] == 8
+
+
+def test_action_rate_penalty_lowers_the_shaped_reward(tmp_path):
+    """One PPO update: its rollout (same seed, same initial weights) is identical with and without the
+    penalty, so the shaped reward differs by the penalty paid alone."""
+    args = ("--level", TINY_LEVEL, "--steps", "256", "--num-envs", "16", "--num-steps", "16", "--eval-n", "8",
+            "--seed", "3")
+    assert run_cli("policy", "train-expert", "--out", str(tmp_path / "plain"), *args) == 0
+    assert run_cli("policy", "train-expert", "--out", str(tmp_path / "pen"), *args, "--action-rate-penalty", "5") == 0
+    plain = json.loads((tmp_path / "plain" / "expert.json").read_text())
+    pen = json.loads((tmp_path / "pen" / "expert.json").read_text())
+    assert pen["config"]["action_rate_penalty"] == 5.0 and plain["config"]["action_rate_penalty"] == 0.0
+    assert plain["update"] == pen["update"] == 1
+    assert plain["history"][0]["episodes"] == pen["history"][0]["episodes"]
+    assert pen["history"][0]["reward"] < plain["history"][0]["reward"]
+    assert run_cli("policy", "train-expert", "--out", str(tmp_path / "bad"), *args, "--action-rate-penalty",
+                   "-1") == 2
