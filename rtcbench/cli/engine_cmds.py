@@ -1,4 +1,5 @@
-"""CLI commands of the engine area: `rtcbench record-trace` (also reachable as `rtcbench trace record`).
+"""CLI commands of the engine area: `rtcbench bench` (engine throughput against the limit) and
+`rtcbench record-trace` (also reachable as `rtcbench trace record`).
 
 Records the real wall-clock latencies of the jitted inference of a method on this machine and writes them
 as a delay trace (bench/traces/NAME.json by default) whose header names the hardware and the load.
@@ -75,8 +76,90 @@ def record_trace_cmd(
           f"max {lat[-1]:.2f} ms")
 
 
+def bench_cmd(
+    level: Annotated[str | None, typer.Option("--level", help="Level (default: the checkpoint's level).")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Checkpoint (NAME.msgpack + NAME.json).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="Instead of --policy: a freshly initialised model of this preset (cpu | paper). "
+        "Its weights are untrained, so only the timing means anything.")] = None,
+    method: Annotated[str, typer.Option("--method", help="naive | rtc | bid | te (ttrtc needs a ttrtc checkpoint).")]
+    = "naive",
+    batch: Annotated[int, typer.Option("--batch", help="Rollouts B.")] = 64,
+    steps: Annotated[int, typer.Option("--steps", help="Env steps T per rollout.")] = 128,
+    delay: Annotated[int, typer.Option("--delay", help="Constant delay d of every inference (steps).")] = 2,
+    s_min: Annotated[int, typer.Option("--s-min", help="Adaptive execution horizon s_min.")] = 4,
+    H: Annotated[int, typer.Option("--H", help="Chunk size (must match a checkpoint's).")] = 8,
+    flow_steps: Annotated[int, typer.Option("--flow-steps", help="Euler steps n.")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", help="Interleaved timing repeats (medians reported).")] = 5,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu. gpu fails when no GPU is present.")]
+    = "auto",
+) -> None:
+    """Engine env-steps/s against the limit of this machine, in the same run: physics alone plus the bare
+    batched policy calls the engine made (rtcbench.engine.limit). Prints one JSON line."""
+    import json
+
+    from rtcbench.device import select_device
+
+    select_device(device)
+    import numpy as np
+
+    from rtcbench.engine.limit import engine_vs_limit
+    from rtcbench.levels import LevelError, load_level
+    from rtcbench.methods.config import BIDMethod, NaiveMethod, RTCMethod, TEMethod, TTRTCMethod
+    from rtcbench.replay.horizon import AdaptiveHorizon
+    from rtcbench.replay.schedule import schedule_from_delays
+
+    methods = {"naive": NaiveMethod, "rtc": RTCMethod, "bid": BIDMethod, "te": TEMethod,
+               "ttrtc": lambda: TTRTCMethod(policy=str(policy))}
+    if method not in methods:
+        raise UserError(f"unknown method {method!r}; allowed: {', '.join(methods)}", field="--method")
+    if (policy is None) == (preset is None):
+        raise UserError("give exactly one of --policy (a checkpoint) and --preset (untrained weights)",
+                        field="--policy")
+    for opt, value, low in (("--batch", batch, 1), ("--steps", steps, 2), ("--delay", delay, 0),
+                            ("--s-min", s_min, 1), ("--H", H, 1), ("--flow-steps", flow_steps, 1),
+                            ("--repeats", repeats, 1)):
+        if value < low:
+            raise UserError(f"must be >= {low}, got {value}", field=opt)
+    if s_min > H:
+        raise UserError(f"s-min must be <= H = {H}, got {s_min}", field="--s-min")
+    weights = "untrained"
+    if policy is not None:
+        from rtcbench.policy.checkpoint import load_policy
+
+        loaded = load_policy(policy)
+        level = level or loaded.meta.get("level")
+    if not level:
+        raise UserError("no level: pass --level (the checkpoint names none)", field="--level")
+    try:
+        lvl = load_level(level)
+    except LevelError as exc:
+        raise UserError(str(exc), field="--level") from None
+    if policy is not None:
+        model = load_policy(policy, level=lvl)
+        H, weights = model.config.H, f"checkpoint {model.sha256[:12]}"
+        if method == "ttrtc" and model.kind != "ttrtc":
+            raise UserError("method ttrtc needs a ttrtc checkpoint", path=str(policy), field="--method")
+    else:
+        from rtcbench.policy.model import PRESETS, make_config, make_policy
+
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}", field="--preset")
+        model = make_policy(make_config(preset, lvl.obs_dim, lvl.action_dim, H), seed=0)
+    d = np.full((batch, steps), delay)
+    sched = schedule_from_delays(d, d, horizon=AdaptiveHorizon(s_min=s_min), H=H, max_steps=steps)
+    report = engine_vs_limit(lvl, model, methods[method](), sched, H=H, n=flow_steps, repeats=repeats)
+    out = {"level": lvl.name, "weights": weights, "preset": preset or getattr(model, "meta", {}).get("preset"),
+           "delay": delay, "s_min": s_min}
+    out |= {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.as_dict().items()
+            if k != "engine_times_s"}
+    print(json.dumps(out))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app (idempotent: `main()` may run many times in one process)."""
+    if not any(info.name == "bench" for info in app.registered_commands):
+        app.command("bench")(bench_cmd)
     if not any(info.name == "record-trace" for info in app.registered_commands):
         app.command("record-trace")(record_trace_cmd)
     try:  # also as `rtcbench trace record`, inside the replay area's `trace` group when it exists

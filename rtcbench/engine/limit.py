@@ -1,0 +1,109 @@
+"""Engine throughput against the limit of the same machine, measured in the same run (DESIGN.md §7).
+
+    engine   run_cell's compiled episode: B rollouts x T steps of one level, one method, one schedule
+    limit    a physics-only scan of the same B x T env steps (the engine's keys, noise actions)
+             + as many bare batched policy calls (compiled, warm) as the engine made, first chunk included
+
+``ratio = engine env-steps/s / limit env-steps/s``. The three are timed interleaved, ``repeats`` times,
+and the medians are compared, so that load from other processes hits all of them alike. Used by
+``rtcbench bench`` and by the pytest-benchmark gate in ``tests/bench/test_bench_engine.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import jax
+import numpy as np
+
+from rtcbench.engine.rollout import action_noise, env_reset_keys, env_rollout_keys, env_step_keys
+
+
+def physics_only(level, B: int, T: int):
+    """-> (compile seconds, run) where ``run()`` times one jitted scan of B x T env steps (seconds),
+    with the engine's env keys and 0.5-std noise actions (no policy)."""
+    Ad = level.action_dim
+
+    def physics(env_params, seed):
+        ek = env_rollout_keys(seed, B)
+        _, state = jax.vmap(level.env.reset, (0, None))(env_reset_keys(ek), env_params)
+
+        def body(state, j):
+            sk, nk = env_step_keys(ek, j)
+            _, state, reward, *_ = jax.vmap(level.env.step, (0, 0, 0, None))(sk, state, 5 * action_noise(nk, Ad),
+                                                                             env_params)
+            return state, reward
+
+        return jax.lax.scan(body, state, np.arange(T, dtype=np.int32))[1]
+
+    t0 = time.perf_counter()
+    fn = jax.jit(physics).lower(level.env_params, np.uint32(0)).compile()
+    compile_s = time.perf_counter() - t0
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(level.env_params, np.uint32(0)))
+        return time.perf_counter() - t0
+
+    return compile_s, run
+
+
+@dataclass(frozen=True)
+class LimitReport:
+    """Medians over the interleaved repeats. Steps/s count B x T simulated env steps."""
+
+    method: str
+    B: int
+    T: int
+    compile_s: float  # the engine's episode
+    physics_compile_s: float
+    engine_steps_per_s: float
+    physics_only_steps_per_s: float
+    limit_steps_per_s: float  # physics-only time + bare policy time
+    ratio: float  # engine / limit
+    policy_calls: int  # batched policy calls the engine made, first chunk included
+    inference_ms: float  # median ms of one bare batched call
+    wasted_policy_evals: int
+    device: str
+    engine_times_s: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def engine_vs_limit(level, policy, method, schedule, *, H: int, n: int, repeats: int = 5) -> LimitReport:
+    """Time ``run_cell`` against physics-only + bare policy calls on this machine (see module docstring)."""
+    from rtcbench.engine.cell import _policy_parts, run_cell
+    from rtcbench.engine.timing import inference_times
+
+    B, T = np.asarray(schedule.start).shape
+
+    def engine(time_inference=False):
+        return run_cell(level, policy, method, schedule, H=H, n=n, env_seed=0, policy_seed=0, max_steps=T,
+                        inference_repeats=10, time_inference=time_inference)
+
+    first = engine(time_inference=True)  # compiles; also measures the bare policy call (inference_ms)
+    phys_compile_s, physics = physics_only(level, B, T)
+    graphdef, state, _ = _policy_parts(policy)
+    obs_row, _ = level.reset(jax.random.PRNGKey(0))
+    n_calls = first.policy_calls + 1  # + the synchronous first chunk
+
+    def bare_policy() -> float:  # n_calls bare batched policy calls, compiled and warm
+        return sum(inference_times(method, graphdef, state, obs_row, B=B, H=H, n=n,
+                                   action_dim=level.action_dim, repeats=n_calls, warmup=1))
+
+    engine_times, limit_times, phys_times = [], [], []
+    for _ in range(repeats):  # interleaved, so that load from other processes hits all three alike
+        engine_times.append(engine().run_s)
+        phys_times.append(physics())
+        limit_times.append(phys_times[-1] + bare_policy())
+    engine_s, limit_s, phys_s = (statistics.median(x) for x in (engine_times, limit_times, phys_times))
+    return LimitReport(
+        method=method.label, B=B, T=T, compile_s=first.compile_s, physics_compile_s=phys_compile_s,
+        engine_steps_per_s=B * T / engine_s, physics_only_steps_per_s=B * T / phys_s,
+        limit_steps_per_s=B * T / limit_s, ratio=limit_s / engine_s, policy_calls=n_calls,
+        inference_ms=first.inference_ms, wasted_policy_evals=first.wasted_policy_evals, device=first.device,
+        engine_times_s=tuple(engine_times),
+    )
