@@ -180,6 +180,40 @@ def migrate_cmd(db: DbOption = None) -> None:
     print(f"{path}: schema version {after}" + (f" (upgraded from {before})" if before != after else " (up to date)"))
 
 
+def study_cmd(
+    db: DbOption = None,
+    out: Annotated[Path, typer.Option("--out", help="Output directory of the study page and its plots.")]
+    = Path("docs/study"),
+    sweep: Annotated[list[str] | None, typer.Option(
+        "--sweep", help="Run id of the constant-delay sweep; repeatable (one run per level). Default: the latest "
+        "complete run of scenario fixed_sweep.")] = None,
+    tail: Annotated[list[str] | None, typer.Option(
+        "--tail", help="Run id of the tail matrix; repeatable. Default: the latest complete run of tail_matrix.")]
+    = None,
+    bench: Annotated[list[Path] | None, typer.Option(
+        "--bench", help="JSON lines written by `rtcbench bench` (engine against the limit); repeatable.")] = None,
+    skip_tail: Annotated[bool, typer.Option("--skip-tail", help="Only the sweep part.")] = False,
+) -> None:
+    """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the paper's
+    constant-delay ordering with paired tests, the tail matrix, and cost."""
+    from rtcbench.store.db import read_only, resolve_db_path
+    from rtcbench.store.study import find_runs, load_runs, read_bench_lines, write_study
+
+    path = resolve_db_path(db)
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a directory", path=str(out), field="--out")
+    bench_lines = read_bench_lines(list(bench or []))
+    with read_only(path, require_current=True) as conn:
+        sweep_data = load_runs(conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
+        tail_data = None if skip_tail else load_runs(
+            conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail"))
+        command = " ".join(["rtcbench study", *[f"--sweep {r['run_id']}" for r in sweep_data.runs],
+                            *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
+                            *[f"--bench {p}" for p in bench or []], f"--out {out}"])
+        page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command)
+    print(f"study written to {page}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("run")(run_cmd)
@@ -187,3 +221,4 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_cmd)
     app.command("compare")(compare_cmd)
     app.command("migrate")(migrate_cmd)
+    app.command("study")(study_cmd)

@@ -1,0 +1,7 @@
+-- Per-rollout outcomes of every cell of one run, for the study's paired tests: rollout b of two cells
+-- of a run shares its env seed (and, inside a setup, its delay schedule). Parameter: $run_id.
+SELECT c.cell_id, c.level, c.setup, c.method, r.rollout, r.solved, r.jerk_max_d2
+FROM rollouts r
+JOIN cells c USING (cell_id)
+WHERE c.run_id = $run_id
+ORDER BY c.cell_id, r.rollout;
