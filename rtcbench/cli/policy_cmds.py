@@ -260,6 +260,35 @@ def eval_cmd(
     print(json.dumps({"policy": str(loaded.path), "level": lvl.name, "kind": loaded.kind} | out))
 
 
+@policy_app.command("eval-expert")
+def eval_expert_cmd(
+    expert: Path = typer.Option(..., help="Expert folder written by train-expert."),
+    obs_lag: list[int] = typer.Option([0], help="Act on observations this many steps old (0 = fresh); repeatable."),
+    n: int = typer.Option(256, help="Rollouts per lag."),
+    seed: int = typer.Option(10_000),
+    device: str = DeviceOpt,
+) -> None:
+    """Closed-loop solve rate of an expert acting on stale observations: one JSON line per lag. A probe of
+    how a level and its expert react to latency, with no chunking involved."""
+    setup_device(device)
+    from rtcbench.policy.evaluate import evaluate_expert
+    from rtcbench.policy.expert import expert_paths, load_expert
+
+    if n < 1:
+        raise UserError("must be positive", field="--n")
+    if any(lag < 0 for lag in obs_lag):
+        raise UserError(f"lags must be >= 0, got {obs_lag}", field="--obs-lag")
+    sidecar = expert_paths(expert)[1]
+    if not sidecar.exists():
+        raise UserError("no expert checkpoint here (expected expert.json)", path=str(expert))
+    level = _load_level(json.loads(sidecar.read_text())["config"]["level"])
+    _, params, _, _, update, _ = load_expert(expert, level)
+    for lag in obs_lag:
+        out = evaluate_expert(level, params, n, seed=seed, obs_lag=lag)
+        print(json.dumps({"expert": str(expert), "level": level.name, "update": update, "obs_lag": lag,
+                          "seed": seed} | out), flush=True)
+
+
 @policy_app.command("baseline")
 def baseline_cmd(
     level: str = typer.Option(..., help="Level name or level JSON path."),

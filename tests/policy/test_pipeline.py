@@ -62,6 +62,17 @@ def test_eval_reports_wilson_interval(tiny_pipeline, capsys):
     assert out["wilson95"][0] <= out["rate"] <= out["wilson95"][1]
 
 
+def test_eval_expert_on_stale_observations(tiny_pipeline, capsys):
+    capsys.readouterr()
+    rc = run_cli("policy", "eval-expert", "--expert", str(tiny_pipeline["expert"]), "--obs-lag", "0",
+                 "--obs-lag", "3", "--n", "16")
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert rc == 0 and [r["obs_lag"] for r in rows] == [0, 3]
+    assert all(r["n"] == 16 and r["level"] == TINY_LEVEL and 0 <= r["rate"] <= 1 for r in rows)
+    assert run_cli("policy", "eval-expert", "--expert", str(tiny_pipeline["expert"]), "--obs-lag", "-1") == 2
+    assert run_cli("policy", "eval-expert", "--expert", str(tiny_pipeline["root"] / "nope")) == 2
+
+
 def test_bad_eval_arguments_are_user_errors(tiny_pipeline, capsys):
     rc = run_cli("policy", "eval", "--policy", str(tiny_pipeline["bc"]), "--delay", "5", "--horizon", "4")
     assert rc == 2 and "horizon + delay" in capsys.readouterr().err

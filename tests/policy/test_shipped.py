@@ -41,3 +41,25 @@ def test_shipped_checkpoint_solves(sidecar):
     cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
     result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
     assert result["rate"] >= 0.4, f"{sidecar}: solve rate {result['rate']:.3f} on 64 rollouts"
+
+
+DELAY_SENSITIVE = ["l_h17_unicycle_packed"]  # shipped levels whose README row claims delay sensitivity
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slug", DELAY_SENSITIVE)
+def test_delay_sensitive_level_stays_sensitive(slug):
+    """The benchmark needs levels where delay costs solves: naive chunking at d = 4, s = 4 must solve clearly
+    less than at d = 0, both in the sidecar's 512-rollout record and on 128 fresh rollouts here."""
+    from rtcbench.levels import load_level
+    from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
+
+    sidecar = POLICIES / slug / "bc.json"
+    meta = json.loads(sidecar.read_text())
+    recorded_d0, recorded_d4 = meta["solve_rate"], meta["solve_rate_naive_d4_s4"]
+    assert recorded_d4["n"] >= 512 and recorded_d4["wilson95"][1] < recorded_d0["wilson95"][0] - 0.1
+    level = load_level(meta["level"])
+    loaded = load_policy(sidecar, level=level)
+    d4 = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H,
+                              ChunkedEvalConfig(n=128, delay=4, horizon=4, flow_steps=5), seed=778)
+    assert d4["rate"] <= recorded_d0["rate"] - 0.15, f"naive d=4 solves {d4['rate']:.3f} on 128 rollouts"
