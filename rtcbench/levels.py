@@ -131,6 +131,19 @@ def level_size(name: str) -> str:
     return "l"
 
 
+def used_action_dims(level: Level) -> list[int]:
+    """The action dimensions that drive something in this level: the motor bindings of its active motorised
+    joints and the thruster bindings (after the motor block) of its active thrusters. Kinetix's continuous
+    action has ``num_motor_bindings + num_thruster_bindings`` entries whatever the level uses."""
+    import numpy as np
+
+    st, sp = level.init_state, level.static_params
+    joints = np.asarray(st.joint.active) & np.asarray(st.joint.motor_on)
+    motors = {int(b) for b in np.asarray(st.motor_bindings)[joints]}
+    thrusters = {sp.num_motor_bindings + int(b) for b in np.asarray(st.thruster_bindings)[np.asarray(st.thruster.active)]}
+    return sorted(motors | thrusters)
+
+
 def pack_state(state, static_params):
     """-> (state, static_params) with every entity array cut to the smallest size that holds the level.
 

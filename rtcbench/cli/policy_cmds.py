@@ -289,6 +289,55 @@ def eval_expert_cmd(
                           "seed": seed} | out), flush=True)
 
 
+@policy_app.command("consistency")
+def consistency_cmd(
+    policy: Path = typer.Option(..., help="BC checkpoint (NAME, NAME.msgpack or NAME.json)."),
+    ttrtc: Path = typer.Option(None, help="Also measure method ttrtc with this ttrtc checkpoint."),
+    delay: list[int] = typer.Option([1], help="Forecast dhat (= d): prefix actions frozen; repeatable, paired "
+                                    "with --horizon in order."),
+    horizon: list[int] = typer.Option([1], help="Actions s consumed when the inference starts; repeatable."),
+    n: int = typer.Option(256, help="States (closed-loop rollouts of the policy)."),
+    flow_steps: int = typer.Option(5),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+) -> None:
+    """How closely naive, RTC (exp, hard) and BID-16 (and ttrtc) keep the frozen prefix: mean |new - prefix|
+    on the frozen positions and on the soft band, from the policy's own closed-loop states. One JSON line
+    per (d, s, method); see rtcbench/engine/consistency.py."""
+    setup_device(device)
+    from rtcbench.engine.consistency import inpainting_errors
+    from rtcbench.methods.config import BIDMethod, NaiveMethod, RTCMethod, TTRTCMethod
+    from rtcbench.policy.checkpoint import load_policy
+
+    if len(delay) != len(horizon):
+        raise UserError(f"give as many --delay as --horizon values, got {len(delay)} and {len(horizon)}",
+                        field="--delay")
+    if n < 1 or flow_steps < 1:
+        raise UserError("n and flow-steps must be positive", field="--n")
+    loaded = load_policy(policy)
+    level = _load_level(loaded.meta.get("level"))
+    model = load_policy(policy, level=level).model()
+    H = model.cfg.H
+    for d, s in zip(delay, horizon, strict=True):
+        if not (0 <= d and 1 <= s and d + s <= H):
+            raise UserError(f"need 0 <= delay, 1 <= horizon and delay + horizon <= H = {H}; got {d}, {s}",
+                            field="--delay")
+    methods = [NaiveMethod(), RTCMethod(schedule="exp"), RTCMethod(schedule="hard"), BIDMethod(n_samples=16)]
+    ttrtc_model = None
+    if ttrtc is not None:
+        ttrtc_loaded = load_policy(ttrtc, level=level)
+        if ttrtc_loaded.kind != "ttrtc":
+            raise UserError("not a ttrtc checkpoint", path=str(ttrtc), field="--ttrtc")
+        ttrtc_model = ttrtc_loaded.model()
+    for d, s in zip(delay, horizon, strict=True):
+        rows = inpainting_errors(level, model, methods, d=d, s=s, B=n, n=flow_steps, seed=seed)
+        if ttrtc_model is not None:
+            rows += inpainting_errors(level, ttrtc_model, [TTRTCMethod(policy=str(ttrtc))], d=d, s=s, B=n,
+                                      n=flow_steps, seed=seed)
+        for row in rows:
+            print(json.dumps({"policy": str(loaded.path), "level": level.name} | row), flush=True)
+
+
 @policy_app.command("baseline")
 def baseline_cmd(
     level: str = typer.Option(..., help="Level name or level JSON path."),
