@@ -193,6 +193,9 @@ def study_cmd(
     bench: Annotated[list[Path] | None, typer.Option(
         "--bench", help="JSON lines written by `rtcbench bench` (engine against the limit); repeatable.")] = None,
     skip_tail: Annotated[bool, typer.Option("--skip-tail", help="Only the sweep part.")] = False,
+    extra: Annotated[list[str] | None, typer.Option(
+        "--extra", help="Run id of a follow-up run (any scenario with a naive method) shown in part 4, each method "
+        "against naive with paired tests; repeatable.")] = None,
 ) -> None:
     """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the paper's
     constant-delay ordering with paired tests, the tail matrix, and cost."""
@@ -207,10 +210,13 @@ def study_cmd(
         sweep_data = load_runs(conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
         tail_data = None if skip_tail else load_runs(
             conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail"))
+        extras = [load_runs(conn, find_runs(conn, "", [run_id], str(path), "--extra")) for run_id in extra or []]
         command = " ".join(["rtcbench study", *[f"--sweep {r['run_id']}" for r in sweep_data.runs],
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
+                            *[f"--extra {r}" for r in extra or []],
                             *[f"--bench {p}" for p in bench or []], f"--out {out}"])
-        page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command)
+        page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command,
+                           extras=extras)
     print(f"study written to {page}")
 
 

@@ -75,11 +75,39 @@ def make_expert_rollout(level, n_envs: int, max_steps: int, action_noise: float 
     return rollout
 
 
+def action_chatter(actions: np.ndarray, lengths: np.ndarray) -> dict:
+    """How much a policy's actions chatter, per action dim, inside each rollout's first episode.
+
+    ``actions`` [T, B, A] (the policy's clean actions), ``lengths`` [B] (steps of the first episode).
+    With delta_t = a_t - a_(t-1):
+
+    - ``action_delta_abs_mean`` [A]: mean |delta_t|;
+    - ``action_reversal_rate`` [A]: the fraction of steps where delta_t and delta_(t-1) have opposite
+      signs (exact zeros count as no reversal). A period-2 oscillation a, b, a, b, ... gives 1.0, a
+      monotone or constant sequence 0.0, and independent noise about 2/3.
+
+    A period-2 chatter makes a closed loop sensitive to the *parity* of a delay: an action meant for
+    step t and executed at t + d is in phase for even d and in anti-phase for odd d.
+    """
+    actions = np.asarray(actions, np.float64)  # [T, B, A]
+    T = actions.shape[0]
+    t = np.arange(T)[:, None]  # [T, 1]
+    delta = actions[1:] - actions[:-1]  # [T-1, B, A]: delta at steps 1..T-1
+    valid_delta = (t[1:] < lengths[None, :])[..., None]  # [T-1, B, 1]
+    reversal = (delta[1:] * delta[:-1]) < 0  # [T-2, B, A]: at steps 2..T-1
+    valid_rev = (t[2:] < lengths[None, :])[..., None]  # [T-2, B, 1]
+    n_delta, n_rev = max(int(valid_delta.sum()), 1), max(int(valid_rev.sum()), 1)
+    return {"action_delta_abs_mean": [float(x) for x in (np.abs(delta) * valid_delta).sum(axis=(0, 1)) / n_delta],
+            "action_reversal_rate": [float(x) for x in (reversal & valid_rev).sum(axis=(0, 1)) / n_rev]}
+
+
 def evaluate_expert(level, params, n: int, seed: int, max_steps: int = DEFAULT_MAX_STEPS, obs_lag: int = 0) -> dict:
+    """Closed-loop first-episode solve rate of an expert, plus its action chatter (`action_chatter`)."""
     rollout = make_expert_rollout(level, n, max_steps, obs_lag=obs_lag)
     traj = rollout(params, jax.random.PRNGKey(seed))
     solved, length = first_episode_outcome(traj["done"], traj["goal"])
-    return solve_summary(np.asarray(solved), np.asarray(length))
+    length = np.asarray(length)
+    return {**solve_summary(np.asarray(solved), length), **action_chatter(np.asarray(traj["action"]), length)}
 
 
 @dataclass(frozen=True)

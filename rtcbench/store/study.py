@@ -4,7 +4,8 @@ Inputs are two runs of one DuckDB file, each found by scenario name (the latest 
 
 - the **sweep** run (``bench/scenarios/fixed_sweep.yaml``): the paper's constant-delay sweep, setups
   ``d0`` .. ``d4`` (s = max(d, 1)), methods ``naive``, ``rtc_exp``, ``rtc_hard``, ``bid16``, ``te``, ``ttrtc``;
-- the **tail** run (``bench/scenarios/tail_matrix.yaml``): setups named ``PROFILE.HORIZON.FORECAST``.
+- the **tail** run (``bench/scenarios/tail_matrix.yaml``): setups named ``PROFILE.HORIZON.FORECAST``;
+- optional **follow-up** runs (``--extra RUN_ID``, any scenario): every cell against ``naive`` of its setup.
 
 plus optional ``rtcbench bench`` JSON lines (engine against the limit). Every number on the page comes
 from the queries ``reports/study_cells.sql`` and ``reports/study_rollouts.sql`` (read-only) or from those
@@ -352,6 +353,7 @@ def tail_section(data: RunData, out_dir: Path) -> list[str]:
                   f"{level}: adaptive horizon (s_min 3), window-max forecast")
         lines += [f"### {level}", "", f"![solve rate per profile and method on {level}](tail_{slug}.png)", "",
                   "Profiles: " + "; ".join(f"`{p}` {PROFILE_NOTES.get(p, '')}" for p in profiles) + ".", ""]
+        lines += _tail_q0(data, level, profiles, methods)
         lines += _tail_q1(data, level, profiles, methods)
         lines += _tail_q2(data, level, profiles, methods)
         lines += _tail_q3(data, level, profiles, methods)
@@ -366,6 +368,29 @@ def tail_section(data: RunData, out_dir: Path) -> list[str]:
                                     ("nfe_per_env_step", "NFE / env step"), ("mean_exec_horizon", "mean s")]),
                   "", "</details>", ""]
     return lines
+
+
+def _tail_q0(data: RunData, level: str, profiles: list[str], methods: list[str]) -> list[str]:
+    """What each profile buys back (or costs) against the long tail, per method, on the same env seeds."""
+    base_setup = "lt5.adaptive.wmax"
+    if data.cell(level, base_setup, methods[0]) is None:
+        return []
+    lines = ["**Q0. What does each tail-control mechanism buy back?** Adaptive horizon, window-max forecast. "
+             "Each profile's solve rate minus the long tail's (`lt5`), same env seeds, McNemar p. `lt05` stands "
+             "for a serving stack that removes 90% of the spikes, `bursty` is a harsher profile, not a remedy.", ""]
+    rows = ["| profile | " + " | ".join(f"{m} | {m} - lt5" for m in methods) + " |",
+            "|" + "---|" * (1 + 2 * len(methods))]
+    for p in profiles:
+        setup = f"{p}.adaptive.wmax"
+        parts = [p]
+        for m in methods:
+            base, cand = data.rollouts(level, base_setup, m), data.rollouts(level, setup, m)
+            if cand is None or base is None:
+                parts += ["–", "–"]
+                continue
+            parts += [_rate_ci(data.cell(level, setup, m)), "–" if p == "lt5" else paired_solve(base, cand).text()]
+        rows.append("| " + " | ".join(parts) + " |")
+    return lines + rows + [""]
 
 
 def _tail_q1(data: RunData, level: str, profiles: list[str], methods: list[str]) -> list[str]:
@@ -457,6 +482,36 @@ def _tail_q3(data: RunData, level: str, profiles: list[str], methods: list[str])
     return lines + rows + [""]
 
 
+# -- part 4: follow-up runs -----------------------------------------------------------------------
+def extra_section(extras: list[RunData], out_dir: Path) -> list[str]:
+    """Any other complete run: its cells, each against the run's `naive` cell of the same setup (McNemar
+    for solves, paired bootstrap for jerk). Inside a run every method of a setup shares the schedule and
+    env seeds, so these are paired comparisons."""
+    if not extras:
+        return []
+    lines = ["## 4. Follow-up runs", "",
+             "Runs added to the study with `--extra RUN_ID`; each method against `naive` of the same setup and run "
+             "(McNemar p; jerk: paired bootstrap 95%, * = excludes 0).", ""]
+    for data in extras:
+        run = data.runs[0]
+        lines += [f"### {run['scenario']} (run `{run['run_id']}`)", ""]
+        rows = ["| level | setup | method | solve [95% CI] | - naive | jerk max d2 | jerk - naive | d p95 / p99 | "
+                "forecast miss / over | violation |", "|" + "---|" * 10]
+        for _, cell in data.cells.iterrows():
+            level, setup, method = cell["level"], cell["setup"], cell["method"]
+            naive = data.rollouts(level, setup, "naive")
+            mine = data.rollouts(level, setup, method)
+            versus = jerk = "–"
+            if naive is not None and method != "naive":
+                versus, jerk = paired_solve(naive, mine).text(), paired_jerk(naive, mine)
+            rows.append(f"| {level} | {setup} | {method} | {_rate_ci(cell)} | {versus} | {_fmt(cell['jerk_max_d2'])} | "
+                        f"{jerk} | {_fmt(cell['d_p95'])} / {_fmt(cell['d_p99'])} | "
+                        f"{cell['forecast_miss_rate']:.3f} / {cell['over_forecast_rate']:.3f} | "
+                        f"{cell['violation_rate']:.3f} |")
+        lines += [*rows, ""]
+    return lines
+
+
 # -- part 3: cost ---------------------------------------------------------------------------------
 def cost_section(runs: list[RunData], bench_lines: list[dict]) -> list[str]:
     lines = ["## 3. Cost and scale", ""]
@@ -510,7 +565,7 @@ def read_bench_lines(paths: list[Path]) -> list[dict]:
 
 
 def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunData | None, tail: RunData | None,
-                bench_lines: list[dict], command: str) -> Path:
+                bench_lines: list[dict], command: str, extras: list[RunData] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Study: real-time chunking under long-tailed inference delay",
@@ -518,7 +573,8 @@ def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunDat
         f"Generated by `{command}` from the results file; do not edit by hand (the discussion of these numbers is "
         "in [DISCUSSION.md](DISCUSSION.md)). Every table and plot below is computed from the runs listed here.",
         "",
-        *[line for label, d in (("sweep", sweep), ("tail", tail)) if d is not None for line in _provenance(label, d)],
+        *[line for label, d in (("sweep", sweep), ("tail", tail), *(("follow-up", e) for e in extras or []))
+          if d is not None for line in _provenance(label, d)],
         "",
         "Method: every cell is one level x one method x one delay setup; inside a run all cells share env seeds "
         "(initial state and the 0.1-std action noise) and, inside a setup, the delay schedule, so methods are "
@@ -531,7 +587,8 @@ def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunDat
         lines += sweep_section(sweep, out_dir)
     if tail is not None:
         lines += tail_section(tail, out_dir)
-    lines += cost_section([d for d in (sweep, tail) if d is not None], bench_lines)
+    lines += cost_section([d for d in (sweep, tail, *(extras or [])) if d is not None], bench_lines)
+    lines += extra_section(list(extras or []), out_dir)
     page = out_dir / "README.md"
     page.write_text("\n".join(lines).rstrip() + "\n")
     return page

@@ -69,6 +69,8 @@ def test_eval_expert_on_stale_observations(tiny_pipeline, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert rc == 0 and [r["obs_lag"] for r in rows] == [0, 3]
     assert all(r["n"] == 16 and r["level"] == TINY_LEVEL and 0 <= r["rate"] <= 1 for r in rows)
+    assert all(len(r["action_reversal_rate"]) == len(r["action_delta_abs_mean"]) >= 1 for r in rows)
+    assert all(0 <= x <= 1 for r in rows for x in r["action_reversal_rate"])
     assert run_cli("policy", "eval-expert", "--expert", str(tiny_pipeline["expert"]), "--obs-lag", "-1") == 2
     assert run_cli("policy", "eval-expert", "--expert", str(tiny_pipeline["root"] / "nope")) == 2
 

@@ -54,12 +54,14 @@ def test_study_reports_planted_verdicts(db_path, tmp_path, capsys):
     store = Store.open(db_path)
     sweep = write_run(store, _sweep_cells())
     tail = write_run(store, _tail_cells(naive_differs=False))
+    extra = write_run(store, [{"level": "s/x", "method": m, "setup": "probe", "key": f"e-{m}", "solved": U < p}
+                              for m, p in (("naive", 0.6), ("ttrtc", 0.9))])
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"level": "s/x", "method": "naive", "B": 64, "T": 128, "engine_steps_per_s": 5000.0, '
                      '"limit_steps_per_s": 5100.0, "ratio": 0.98, "device": "cpu"}\n')
     out_dir = tmp_path / "study"
     code, out, err = run_main(capsys, "study", "--db", str(db_path), "--sweep", sweep, "--tail", tail,
-                              "--bench", str(bench), "--out", str(out_dir))
+                              "--extra", extra, "--bench", str(bench), "--out", str(out_dir))
     assert code == 0, err
     page = (out_dir / "README.md").read_text()
     claims = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |")
@@ -73,7 +75,16 @@ def test_study_reports_planted_verdicts(db_path, tmp_path, capsys):
     # tail: Q1 gap column, Q2 forecaster table, Q3 horizon table, and the naive forecaster check
     assert "**Q1." in page and "**Q2." in page and "**Q3." in page
     assert "`lt5` identical" in page
+    # Q0: what each profile buys back against lt5, per method (planted: naive 0.5 -> 0.7 under the cap)
+    buy_back = np.mean(U < 0.7) - np.mean(U < 0.5)
+    q0_rows = [line for line in page.split("**Q0.")[1].split("**Q1.")[0].splitlines() if line.startswith("| lt5cap4")]
+    assert len(q0_rows) == 1 and f"| {buy_back:+.3f} (p=" in q0_rows[0]
     assert "| lt5cap4 | rtc_exp |" in page
+    # part 4: the follow-up run, each method against its setup's naive cell on paired rollouts
+    gain = np.mean(U < 0.9) - np.mean(U < 0.6)
+    follow = [line for line in page.split("## 4. Follow-up runs")[1].splitlines() if line.startswith("| s/x | probe |")]
+    assert len(follow) == 2 and f"| {gain:+.3f} (p=" in follow[1] and "| ttrtc |" in follow[1]
+    assert extra in page
     # cost: the bench line is shown
     assert "5e+03" in page and "0.98" in page
     assert (out_dir / "sweep_s_x.png").is_file() and (out_dir / "tail_s_x.png").is_file()
