@@ -86,8 +86,9 @@ def action_chatter(actions: np.ndarray, lengths: np.ndarray) -> dict:
       signs (exact zeros count as no reversal). A period-2 oscillation a, b, a, b, ... gives 1.0, a
       monotone or constant sequence 0.0, and independent noise about 2/3.
 
-    A period-2 chatter makes a closed loop sensitive to the *parity* of a delay: an action meant for
-    step t and executed at t + d is in phase for even d and in anti-phase for odd d.
+    A period-2 chatter is one way a closed loop becomes sensitive to the *parity* of a delay: an action
+    meant for step t and executed at t + d is in phase for even d and in anti-phase for odd d (see
+    docs/study/DISCUSSION.md for what this predicts and what was measured on l/h17_unicycle:packed).
     """
     actions = np.asarray(actions, np.float64)  # [T, B, A]
     T = actions.shape[0]

@@ -371,7 +371,8 @@ def tail_section(data: RunData, out_dir: Path) -> list[str]:
 
 
 def _tail_q0(data: RunData, level: str, profiles: list[str], methods: list[str]) -> list[str]:
-    """What each profile buys back (or costs) against the long tail, per method, on the same env seeds."""
+    """What each profile buys back (or costs) against the long tail, per method. Rollout b of both cells shares
+    its env seed (initial state, action noise); the delay schedules differ, which is the treatment."""
     base_setup = "lt5.adaptive.wmax"
     if data.cell(level, base_setup, methods[0]) is None:
         return []
@@ -483,7 +484,7 @@ def _tail_q3(data: RunData, level: str, profiles: list[str], methods: list[str])
 
 
 # -- part 4: follow-up runs -----------------------------------------------------------------------
-def extra_section(extras: list[RunData], out_dir: Path) -> list[str]:
+def extra_section(extras: list[RunData]) -> list[str]:
     """Any other complete run: its cells, each against the run's `naive` cell of the same setup (McNemar
     for solves, paired bootstrap for jerk). Inside a run every method of a setup shares the schedule and
     env seeds, so these are paired comparisons."""
@@ -588,7 +589,7 @@ def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunDat
     if tail is not None:
         lines += tail_section(tail, out_dir)
     lines += cost_section([d for d in (sweep, tail, *(extras or [])) if d is not None], bench_lines)
-    lines += extra_section(list(extras or []), out_dir)
+    lines += extra_section(list(extras or []))
     page = out_dir / "README.md"
     page.write_text("\n".join(lines).rstrip() + "\n")
     return page
