@@ -287,7 +287,8 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
     """Train (or resume) an expert into ``out_dir``; evaluate it on eval_n rollouts; return its sidecar.
 
     ``max_train_s`` caps this call's training wall time (compile included): training stops after the
-    block that crosses it, the checkpoint keeps every finished update (a later call resumes), and the
+    block that crosses it (every call trains at least one block), the checkpoint keeps every finished update
+    (a later call resumes), and the
     sidecar records ``stopped_at_time_limit`` and the steps actually trained. For time-boxed machines.
     """
     import time
@@ -316,9 +317,6 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(cfg.level, total=cfg.num_updates, completed=update, info="compiling")
         while update < cfg.num_updates:
-            if max_train_s is not None and time.perf_counter() - call_t0 >= max_train_s:
-                stopped_at_limit = True
-                break
             n = min(updates_per_block, cfg.num_updates - update)
             if n not in blocks:
                 blocks[n] = make_train_updates(cfg, level, n)
@@ -338,6 +336,12 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
                         {"history": history, "train_wall_s": wall, "command": command})
             progress.update(task, completed=update,
                             info=f"steps {update * cfg.steps_per_update:,}  train solve {rate:.2f}")
+            # The limit is checked after each block, so every call trains at least one block (a check before
+            # the first block would make a short limit race the set-up and train nothing).
+            if (max_train_s is not None and update < cfg.num_updates
+                    and time.perf_counter() - call_t0 >= max_train_s):
+                stopped_at_limit = True
+                break
     params, opt_state, _, _, _, rng = runner
     t0 = time.perf_counter()
     solve = evaluate_expert(level, params, eval_n, seed=cfg.seed + 10_000)
