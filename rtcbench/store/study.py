@@ -183,7 +183,8 @@ def _provenance(label: str, data: RunData) -> list[str]:
             f"{' (dirty)' if pd.notna(run['git_dirty']) and bool(run['git_dirty']) else ''}, "
             f"{run['jax_backend']} ({run['device_kind']}), "
             f"jax {run['jax_version']}, wall {_fmt(float(run['wall_s']) / 60)} min of which "
-            f"{_fmt(float(run['compile_s']) / 60)} min compiling")
+            f"{_fmt(float(run['compile_s']) / 60)} min compiling; cell times sum to "
+            f"{_fmt(float(cells['wall_s'].sum()) / 60)} min")
     return out
 
 
@@ -576,6 +577,9 @@ def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunDat
         "",
         *[line for label, d in (("sweep", sweep), ("tail", tail), *(("follow-up", e) for e in extras or []))
           if d is not None for line in _provenance(label, d)],
+        "",
+        "When a run was killed and resumed, its wall time counts only the calls that finished (a killed call "
+        "records none); each cell's compile and run seconds are always its own.",
         "",
         "Method: every cell is one level x one method x one delay setup; inside a run all cells share env seeds "
         "(initial state and the 0.1-std action noise) and, inside a setup, the delay schedule, so methods are "
