@@ -287,9 +287,9 @@ def train_expert(cfg: ExpertConfig, out_dir, *, eval_n: int = 512, updates_per_b
     """Train (or resume) an expert into ``out_dir``; evaluate it on eval_n rollouts; return its sidecar.
 
     ``max_train_s`` caps this call's training wall time (compile included): training stops after the
-    block that crosses it (every call trains at least one block), the checkpoint keeps every finished update
-    (a later call resumes), and the
-    sidecar records ``stopped_at_time_limit`` and the steps actually trained. For time-boxed machines.
+    block that crosses it (every call trains at least one block), the checkpoint keeps every finished
+    update (a later call resumes), and the sidecar records ``stopped_at_time_limit`` and the steps
+    actually trained. For time-boxed machines.
     """
     import time
 
