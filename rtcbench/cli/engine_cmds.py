@@ -34,9 +34,8 @@ def record_trace_cmd(
     import pydantic
 
     from rtcbench.engine.record import record_latencies
-    from rtcbench.levels import LevelError, load_level
     from rtcbench.methods.config import MethodConfig
-    from rtcbench.policy.checkpoint import load_policy
+    from rtcbench.policy.checkpoint import load_policy_on_level
     from rtcbench.replay.traces import write_trace
 
     if method not in METHODS:
@@ -45,15 +44,7 @@ def record_trace_cmd(
                             ("--calls", calls, 1), ("--flow-steps", flow_steps, 1)):
         if value < low:
             raise UserError(f"must be >= {low}, got {value}", field=opt)
-    loaded = load_policy(policy)
-    level_name = level or loaded.meta.get("level")
-    if not level_name:
-        raise UserError("the checkpoint names no level; pass --level", path=str(policy), field="level")
-    try:
-        lvl = load_level(level_name)
-    except LevelError as exc:
-        raise UserError(str(exc), field="--level") from None
-    loaded = load_policy(policy, level=lvl)  # dims check against the level
+    loaded, lvl = load_policy_on_level(policy, level)  # dims checked against the level
     spec = {"kind": method, **({"policy": str(policy)} if method == "ttrtc" else {})}
     try:
         cfg = pydantic.TypeAdapter(MethodConfig).validate_python(spec)
@@ -125,24 +116,21 @@ def bench_cmd(
         raise UserError(f"s-min must be <= H = {H}, got {s_min}", field="--s-min")
     weights = "untrained"
     if policy is not None:
-        from rtcbench.policy.checkpoint import load_policy
+        from rtcbench.policy.checkpoint import load_policy_on_level
 
-        loaded = load_policy(policy)
-        level = level or loaded.meta.get("level")
-    if not level:
-        raise UserError("no level: pass --level (the checkpoint names none)", field="--level")
-    try:
-        lvl = load_level(level)
-    except LevelError as exc:
-        raise UserError(str(exc), field="--level") from None
-    if policy is not None:
-        model = load_policy(policy, level=lvl)
+        model, lvl = load_policy_on_level(policy, level)
         H, weights = model.config.H, f"checkpoint {model.sha256[:12]}"
         if method == "ttrtc" and model.kind != "ttrtc":
             raise UserError("method ttrtc needs a ttrtc checkpoint", path=str(policy), field="--method")
     else:
         from rtcbench.policy.model import PRESETS, make_config, make_policy
 
+        if not level:
+            raise UserError("no level: --preset needs --level (there is no checkpoint to name one)", field="--level")
+        try:
+            lvl = load_level(level)
+        except LevelError as exc:
+            raise UserError(str(exc), field="--level") from None
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}", field="--preset")
         model = make_policy(make_config(preset, lvl.obs_dim, lvl.action_dim, H), seed=0)

@@ -241,12 +241,10 @@ def eval_cmd(
 ) -> None:
     """Closed-loop solve rate (first episode, Wilson 95% interval) at a constant delay d and horizon s."""
     setup_device(device)
-    from rtcbench.policy.checkpoint import load_policy
+    from rtcbench.policy.checkpoint import load_policy_on_level
     from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
 
-    loaded = load_policy(policy)
-    lvl = _load_level(level or loaded.meta.get("level"))
-    loaded = load_policy(policy, level=lvl)
+    loaded, lvl = load_policy_on_level(policy, level)
     H = loaded.config.H
     if n < 1 or flow_steps < 1:
         raise UserError("n and flow-steps must be positive", field="--n")
@@ -307,16 +305,15 @@ def consistency_cmd(
     setup_device(device)
     from rtcbench.engine.consistency import inpainting_errors
     from rtcbench.methods.config import BIDMethod, NaiveMethod, RTCMethod, TTRTCMethod
-    from rtcbench.policy.checkpoint import load_policy
+    from rtcbench.policy.checkpoint import load_policy, load_policy_on_level
 
     if len(delay) != len(horizon):
         raise UserError(f"give as many --delay as --horizon values, got {len(delay)} and {len(horizon)}",
                         field="--delay")
     if n < 1 or flow_steps < 1:
         raise UserError("n and flow-steps must be positive", field="--n")
-    loaded = load_policy(policy)
-    level = _load_level(loaded.meta.get("level"))
-    model = load_policy(policy, level=level).model()
+    loaded, level = load_policy_on_level(policy)
+    model = loaded.model()
     H = model.cfg.H
     for d, s in zip(delay, horizon, strict=True):
         if not (0 <= d and 1 <= s and d + s <= H):

@@ -139,6 +139,38 @@ class LoadedPolicy:
         return nnx.merge(self.graphdef, self.state)
 
 
+def _level_or_error(name: str, field: str):
+    from rtcbench.levels import LevelError, load_level
+
+    try:
+        return load_level(name)
+    except LevelError as exc:
+        raise UserError(str(exc), field=field) from None
+
+
+def _check_dims(cfg, meta: dict, weights_path: Path, level) -> None:
+    if (cfg.obs_dim, cfg.action_dim) != (level.obs_dim, level.action_dim):
+        raise UserError(
+            f"policy dims do not match the level: the checkpoint has obs_dim={cfg.obs_dim}, "
+            f"action_dim={cfg.action_dim} (trained on {meta.get('level')!r}) but level {level.name!r} has "
+            f"obs_dim={level.obs_dim}, action_dim={level.action_dim}",
+            path=str(weights_path),
+        )
+
+
+def load_policy_on_level(path: str | os.PathLike, level_name: str | None = None):
+    """-> (LoadedPolicy, Level): a checkpoint, read and verified once, and the level it runs on:
+    ``level_name`` (a ``--level`` option) or else the level its sidecar names, dims checked as in
+    ``load_policy(path, level)``. For commands whose level defaults to the checkpoint's."""
+    loaded = load_policy(path)
+    name = level_name or loaded.meta.get("level")
+    if not name:
+        raise UserError("the checkpoint names no level; pass --level", path=str(loaded.path), field="--level")
+    level = _level_or_error(name, field="--level")
+    _check_dims(loaded.config, loaded.meta, loaded.path, level)
+    return loaded, level
+
+
 def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
     """Load and verify a checkpoint. ``level``: a `Level`, a level name, or None to skip the dims check.
 
@@ -195,19 +227,8 @@ def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
         raise UserError(f"config does not describe a PolicyConfig: {exc}", path=str(sidecar_path), field="config") from None
     if level is not None:
         if isinstance(level, str):
-            from rtcbench.levels import LevelError, load_level
-
-            try:
-                level = load_level(level)
-            except LevelError as exc:
-                raise UserError(str(exc), field="level") from None
-        if (cfg.obs_dim, cfg.action_dim) != (level.obs_dim, level.action_dim):
-            raise UserError(
-                f"policy dims do not match the level: the checkpoint has obs_dim={cfg.obs_dim}, "
-                f"action_dim={cfg.action_dim} (trained on {meta.get('level')!r}) but level {level.name!r} has "
-                f"obs_dim={level.obs_dim}, action_dim={level.action_dim}",
-                path=str(weights_path),
-            )
+            level = _level_or_error(level, field="level")
+        _check_dims(cfg, meta, weights_path, level)
     try:
         restored = serialization.msgpack_restore(blob)
     except Exception as exc:  # msgpack raises assorted errors on corrupt bytes
