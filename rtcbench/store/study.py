@@ -42,6 +42,8 @@ ALPHA = 0.05
 SWEEP_SETUPS = ("d0", "d1", "d2", "d3", "d4")
 SWEEP_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16", "te", "ttrtc")
 TAIL_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
+# The reference of Q0 and Q1: the long tail, adaptive horizon, window-max forecast.
+TAIL_BASELINE_SETUP = "lt5.adaptive.wmax"
 PROFILE_NOTES = {
     "lt5": "long tail: 1-3 steps with 5% spikes of 6",
     "lt05": "tail-controlled: 0.5% spikes",
@@ -374,7 +376,7 @@ def tail_section(data: RunData, out_dir: Path) -> list[str]:
 def _tail_q0(data: RunData, level: str, profiles: list[str], methods: list[str]) -> list[str]:
     """What each profile buys back (or costs) against the long tail, per method. Rollout b of both cells shares
     its env seed (initial state, action noise); the delay schedules differ, which is the treatment."""
-    base_setup = "lt5.adaptive.wmax"
+    base_setup = TAIL_BASELINE_SETUP
     if data.cell(level, base_setup, methods[0]) is None:
         return []
     lines = ["**Q0. What does each tail-control mechanism buy back?** Adaptive horizon, window-max forecast. "
@@ -402,7 +404,7 @@ def _tail_q1(data: RunData, level: str, profiles: list[str], methods: list[str])
     others = [m for m in methods if m != "naive"]
     head = "| profile | naive | " + " | ".join(f"{m} | gap {m} | change vs lt5" for m in others) + " |"
     rows = [head, "|" + "---|" * (2 + 3 * len(others))]
-    base_setup = "lt5.adaptive.wmax"
+    base_setup = TAIL_BASELINE_SETUP
     for p in profiles:
         setup = f"{p}.adaptive.wmax"
         naive = data.rollouts(level, setup, "naive")
