@@ -256,3 +256,14 @@ def load_level(name: str) -> Level:
         obs_dim=int(jnp.asarray(obs).shape[-1]),
         action_dim=action_dim,
     )
+
+
+def load_level_or_user_error(name: str, *, field: str, path: str | None = None) -> Level:
+    """``load_level`` for a name that comes from user input (an option, a scenario, a sidecar): a LevelError
+    becomes a UserError naming ``field`` (and ``path``), which the CLI reports with exit code 2."""
+    from rtcbench.errors import UserError
+
+    try:
+        return load_level(name)
+    except LevelError as exc:
+        raise UserError(str(exc), path=path, field=field) from None

@@ -48,7 +48,7 @@ class PreparedCell:
 
 def prepare(scenario) -> list[PreparedCell]:
     """Load levels and policies and build schedules for every cell; raises UserError on bad input."""
-    from rtcbench.levels import LevelError, load_level
+    from rtcbench.levels import load_level_or_user_error
     from rtcbench.policy.checkpoint import load_policy
 
     where = str(scenario.path) if scenario.path else "<scenario>"
@@ -65,10 +65,8 @@ def prepare(scenario) -> list[PreparedCell]:
     prepared = []
     for cell in scenario.cells():
         if cell.level not in levels:
-            try:
-                levels[cell.level] = load_level(scenario.resolve_level(cell.level))
-            except LevelError as exc:
-                raise UserError(str(exc), path=where, field="levels") from None
+            levels[cell.level] = load_level_or_user_error(scenario.resolve_level(cell.level), path=where,
+                                                          field="levels")
         own = scenario.method_policy_path(cell.method, cell.level, "policy")
         policy = policy_at(own if own is not None else scenario.policy_path(cell.level), cell.level)
         weak_path = scenario.method_policy_path(cell.method, cell.level, "weak_policy")

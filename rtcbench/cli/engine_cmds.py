@@ -95,7 +95,7 @@ def bench_cmd(
     import numpy as np
 
     from rtcbench.engine.limit import engine_vs_limit
-    from rtcbench.levels import LevelError, load_level
+    from rtcbench.levels import load_level_or_user_error
     from rtcbench.methods.config import BIDMethod, NaiveMethod, RTCMethod, TEMethod, TTRTCMethod
     from rtcbench.replay.horizon import AdaptiveHorizon
     from rtcbench.replay.schedule import schedule_from_delays
@@ -127,10 +127,7 @@ def bench_cmd(
 
         if not level:
             raise UserError("no level: --preset needs --level (there is no checkpoint to name one)", field="--level")
-        try:
-            lvl = load_level(level)
-        except LevelError as exc:
-            raise UserError(str(exc), field="--level") from None
+        lvl = load_level_or_user_error(level, field="--level")
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}", field="--preset")
         model = make_policy(make_config(preset, lvl.obs_dim, lvl.action_dim, H), seed=0)

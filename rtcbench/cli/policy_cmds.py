@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from rtcbench.errors import UserError
-from rtcbench.levels import level_slug
+from rtcbench.levels import level_slug, load_level_or_user_error
 
 policy_app = typer.Typer(help="Train and evaluate flow policies: expert -> data -> BC -> TTRTC.", no_args_is_help=True)
 
@@ -41,15 +41,6 @@ def setup_device(device: str) -> str:
     return select_device(device, allowed=("cpu", "gpu"))
 
 
-def _load_level(name: str):
-    from rtcbench.levels import LevelError, load_level
-
-    try:
-        return load_level(name)
-    except LevelError as exc:
-        raise UserError(str(exc), field="--level") from None
-
-
 @policy_app.command("train-expert")
 def train_expert_cmd(
     level: str = typer.Option(..., help="Level name (e.g. s/h8_unicycle_balance) or level JSON path."),
@@ -73,7 +64,7 @@ def train_expert_cmd(
     setup_device(device)
     from rtcbench.policy.expert import ExpertConfig, train_expert
 
-    _load_level(level)
+    load_level_or_user_error(level, field="--level")
     if steps <= 0 or num_envs <= 0 or num_steps <= 0:
         raise UserError("steps, num-envs and num-steps must be positive", field="--steps")
     if not action_rate_penalty >= 0:
@@ -169,7 +160,7 @@ def train_bc_cmd(
     if epochs < 1 or batch_size < 1 or eval_n < 1:
         raise UserError("epochs, batch-size and eval-n must be positive", field="--epochs")
     obs, chunks, data_meta = load_dataset(data)
-    level = _load_level(data_meta["level"])
+    level = load_level_or_user_error(data_meta["level"], field="--level")
     slug = level_slug(level.name)
     out = out or Path("policies") / slug / "bc"
     work = work or Path("runs/bc") / slug
@@ -210,7 +201,7 @@ def train_ttrtc_cmd(
     if epochs < 1 or max_prefix < 0:
         raise UserError("epochs must be positive and max-prefix non-negative", field="--epochs")
     obs, chunks, data_meta = load_dataset(data)
-    level = _load_level(data_meta["level"])
+    level = load_level_or_user_error(data_meta["level"], field="--level")
     loaded = load_policy(bc, level=level)
     if max_prefix >= loaded.config.H:
         raise UserError(f"max-prefix must be < H = {loaded.config.H}", field="--max-prefix")
@@ -279,7 +270,7 @@ def eval_expert_cmd(
     sidecar = expert_paths(expert)[1]
     if not sidecar.exists():
         raise UserError("no expert checkpoint here (expected expert.json)", path=str(expert))
-    level = _load_level(json.loads(sidecar.read_text())["config"]["level"])
+    level = load_level_or_user_error(json.loads(sidecar.read_text())["config"]["level"], field="--level")
     _, params, _, _, update, _ = load_expert(expert, level)
     for lag in obs_lag:
         out = evaluate_expert(level, params, n, seed=seed, obs_lag=lag)
@@ -346,7 +337,7 @@ def baseline_cmd(
     setup_device(device)
     from rtcbench.policy.evaluate import evaluate_baseline
 
-    lvl = _load_level(level)
+    lvl = load_level_or_user_error(level, field="--level")
     if n < 1:
         raise UserError("n must be positive", field="--n")
     for kind in ("zero", "random"):

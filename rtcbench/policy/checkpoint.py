@@ -139,15 +139,6 @@ class LoadedPolicy:
         return nnx.merge(self.graphdef, self.state)
 
 
-def _level_or_error(name: str, field: str):
-    from rtcbench.levels import LevelError, load_level
-
-    try:
-        return load_level(name)
-    except LevelError as exc:
-        raise UserError(str(exc), field=field) from None
-
-
 def _check_dims(cfg, meta: dict, weights_path: Path, level) -> None:
     if (cfg.obs_dim, cfg.action_dim) != (level.obs_dim, level.action_dim):
         raise UserError(
@@ -166,7 +157,9 @@ def load_policy_on_level(path: str | os.PathLike, level_name: str | None = None)
     name = level_name or loaded.meta.get("level")
     if not name:
         raise UserError("the checkpoint names no level; pass --level", path=str(loaded.path), field="--level")
-    level = _level_or_error(name, field="--level")
+    from rtcbench.levels import load_level_or_user_error
+
+    level = load_level_or_user_error(name, field="--level")
     _check_dims(loaded.config, loaded.meta, loaded.path, level)
     return loaded, level
 
@@ -227,7 +220,9 @@ def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
         raise UserError(f"config does not describe a PolicyConfig: {exc}", path=str(sidecar_path), field="config") from None
     if level is not None:
         if isinstance(level, str):
-            level = _level_or_error(level, field="level")
+            from rtcbench.levels import load_level_or_user_error
+
+            level = load_level_or_user_error(level, field="level")
         _check_dims(cfg, meta, weights_path, level)
     try:
         restored = serialization.msgpack_restore(blob)
