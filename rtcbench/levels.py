@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rtcbench.errors import UserError
+
 if TYPE_CHECKING:
     import jax
 
@@ -261,8 +263,6 @@ def load_level(name: str) -> Level:
 def load_level_or_user_error(name: str, *, field: str, path: str | None = None) -> Level:
     """``load_level`` for a name that comes from user input (an option, a scenario, a sidecar): a LevelError
     becomes a UserError naming ``field`` (and ``path``), which the CLI reports with exit code 2."""
-    from rtcbench.errors import UserError
-
     try:
         return load_level(name)
     except LevelError as exc:

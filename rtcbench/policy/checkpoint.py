@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtcbench.errors import UserError
+from rtcbench.levels import load_level_or_user_error
 
 KINDS = ("bc", "ttrtc")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
@@ -157,8 +158,6 @@ def load_policy_on_level(path: str | os.PathLike, level_name: str | None = None)
     name = level_name or loaded.meta.get("level")
     if not name:
         raise UserError("the checkpoint names no level; pass --level", path=str(loaded.path), field="--level")
-    from rtcbench.levels import load_level_or_user_error
-
     level = load_level_or_user_error(name, field="--level")
     _check_dims(loaded.config, loaded.meta, loaded.path, level)
     return loaded, level
@@ -220,8 +219,6 @@ def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
         raise UserError(f"config does not describe a PolicyConfig: {exc}", path=str(sidecar_path), field="config") from None
     if level is not None:
         if isinstance(level, str):
-            from rtcbench.levels import load_level_or_user_error
-
             level = load_level_or_user_error(level, field="level")
         _check_dims(cfg, meta, weights_path, level)
     try:
