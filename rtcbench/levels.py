@@ -1,7 +1,9 @@
 """Kinetix levels: one place that turns a level name into an environment.
 
-A level is either a kinetix-env built-in name such as ``s/h4_thrust_aim`` (size prefix ``s``, ``m`` or
-``l``) or a path to a level JSON file. Every part of rtcbench (policy training, evaluation, the rollout
+A level is a kinetix-env built-in name such as ``s/h4_thrust_aim`` (size prefix ``s``, ``m`` or ``l``), a
+project level ``rtc/<name>`` (a JSON shipped in ``rtcbench/level_files/``, made by
+``rtcbench/project_levels.py`` from a kinetix-env level; stored with size-L arrays), or a path to a level
+JSON file. Every part of rtcbench (policy training, evaluation, the rollout
 engine) builds its environment here, so the observation and action spaces always agree.
 
 Setup (the reference benchmark's): symbolic flat observations, continuous actions, ``frame_skip`` 2
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 # `rtcbench schedule` (which list levels and make slugs) never import JAX.
 
 SIZES = ("s", "m", "l")
+# Project levels: ``rtc/<stem>`` names the file ``rtcbench/level_files/<stem>.json``.
+PROJECT_PREFIX = "rtc/"
+PROJECT_LEVEL_DIR = Path(__file__).parent / "level_files"
 # Suffix of a level name that asks for the packed variant (see the module docstring).
 PACKED_SUFFIX = ":packed"
 # One control step is frame_skip physics frames of 1/60 s: 33.3 ms, the natural dt_ms default.
@@ -113,10 +118,32 @@ def builtin_levels() -> list[str]:
     return [f"{size}/{p.stem}" for size in SIZES for p in sorted((folder / size).glob("*.json"))]
 
 
+def project_levels() -> list[str]:
+    """The project's own level names, ``rtc/<stem>`` for each JSON in ``rtcbench/level_files/`` (sorted)."""
+    return [PROJECT_PREFIX + p.stem for p in sorted(PROJECT_LEVEL_DIR.glob("*.json"))]
+
+
+def known_levels() -> list[str]:
+    """Every level name that needs no path: kinetix-env's built-ins, then the project's ``rtc/`` levels."""
+    return builtin_levels() + project_levels()
+
+
+def project_level_file(name: str) -> Path | None:
+    """The shipped JSON of a project level (``rtc/<stem>``, ``:packed`` allowed); None for any other name or
+    a project name with no file."""
+    base = split_packed(name)[0]
+    if not base.startswith(PROJECT_PREFIX):
+        return None
+    path = PROJECT_LEVEL_DIR / (base[len(PROJECT_PREFIX):] + ".json")
+    return path if path.is_file() else None
+
+
 def level_path(name: str) -> Path | None:
-    """The JSON path of a level, built-in or user file; None if it does not exist."""
+    """The JSON path of a level, built-in, project or user file; None if it does not exist."""
     import kinetix.util.saving as saving
 
+    if name.startswith(PROJECT_PREFIX):
+        return project_level_file(name)
     if name.endswith(".json") or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists():
         p = Path(name)
         if p.exists():
@@ -126,7 +153,8 @@ def level_path(name: str) -> Path | None:
 
 
 def level_size(name: str) -> str:
-    """The size class of a level: the built-in prefix, or the JSON's recorded size (default ``l``)."""
+    """The size class of a level: the built-in prefix; ``l`` for project levels (their files hold size-L
+    arrays) and for user JSON paths."""
     head = name.split("/", 1)[0]
     if head in SIZES and "/" in name:
         return head
@@ -217,8 +245,8 @@ def load_level(name: str) -> Level:
     path = level_path(base_name)
     if path is None:
         raise LevelError(
-            f"level {name!r} is neither a kinetix-env built-in (e.g. 's/h4_thrust_aim'; "
-            f"see `rtcbench levels`) nor an existing level JSON file"
+            f"level {name!r} is neither a kinetix-env built-in (e.g. 's/h4_thrust_aim'), a project level "
+            f"(e.g. 'rtc/<name>'; see `rtcbench levels`) nor an existing level JSON file"
         )
     try:
         state, file_static, file_env_params = load_from_json_file(str(path))

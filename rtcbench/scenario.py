@@ -4,8 +4,9 @@
     name: longtail_5pct
     version: 1                              # content version of this scenario
     description: 5% delay spikes on top of 1-3 step delays
-    levels: [s/h8_unicycle_balance]         # kinetix-env built-ins or level JSON paths, each optionally
-                                            # with ':packed' (rtcbench.levels: same physics, smaller arrays)
+    levels: [s/h8_unicycle_balance]         # kinetix-env built-ins, project levels (rtc/<name>) or level
+                                            # JSON paths, each optionally with ':packed' (rtcbench.levels:
+                                            # same physics, smaller arrays)
     policy: ../../policies/{level}/bc.msgpack
     methods: [{kind: naive}, {kind: rtc}]   # rtcbench.methods.config.MethodConfig
     setups:                                 # rtcbench.replay.setup.DelaySetup
@@ -23,7 +24,8 @@ Relative paths (policy checkpoints, traces, level JSONs) resolve against the sce
 
 Hashes (sha256, hex):
 - ``config_hash``: canonical JSON of the validated scenario (defaults filled in) + the content sha256
-  of every referenced trace, policy checkpoint and level JSON.
+  of every referenced trace, policy checkpoint and level JSON (a user path or a project ``rtc/`` level;
+  kinetix-env built-ins are pinned by the kinetix-env version in each run's provenance).
 - ``comparability_key``: the same without seeds, rollouts and description: runs with equal keys measure
   the same thing and may be compared or pooled.
 - per cell (level x method x setup): ``cell_config_hash`` and ``cell_comparability_key`` cover only what
@@ -49,7 +51,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from rtcbench.errors import UserError
-from rtcbench.levels import PACKED_SUFFIX, builtin_levels, level_slug, split_packed
+from rtcbench.levels import PACKED_SUFFIX, known_levels, level_slug, project_level_file, split_packed
 from rtcbench.methods.config import MethodConfig
 from rtcbench.replay.base import StrictModel
 from rtcbench.replay.horizon import AdaptiveHorizon, FixedClockHorizon
@@ -255,13 +257,14 @@ class Scenario(StrictModel):
                     )
                 continue
             if builtins is None:
-                builtins = set(builtin_levels())
+                builtins = set(known_levels())
             if split_packed(level)[0] not in builtins:
                 close = difflib.get_close_matches(split_packed(level)[0], sorted(builtins), n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise UserError(
-                    f"unknown level {level!r}; allowed: a kinetix-env built-in such as 's/h4_thrust_aim' "
-                    f"(see `rtcbench levels`) or a path to a level .json file, either optionally with the "
+                    f"unknown level {level!r}; allowed: a kinetix-env built-in such as 's/h4_thrust_aim', a "
+                    f"project level 'rtc/<name>' (see `rtcbench levels`) or a path to a level .json file, each "
+                    f"optionally with the "
                     f"suffix '{PACKED_SUFFIX}'.{hint}",
                     path=where,
                     field=f"levels[{i}]",
@@ -421,8 +424,9 @@ class Scenario(StrictModel):
         """sha256 of every file the scenario's results depend on, keyed by role (needs the policies)."""
         out: dict[str, str] = {}
         for level in self.levels:
-            if _is_level_path(level):
-                out[f"level:{level}"] = file_sha256(self._resolve(_level_file(level)))
+            level_digest = self._level_file_sha256(level)
+            if level_digest is not None:
+                out[f"level:{level}"] = level_digest
             out[f"policy:{level}"] = self.policy_sha256(level)
             for method in self.methods:
                 for attr in ("policy", "weak_policy"):
@@ -434,6 +438,15 @@ class Scenario(StrictModel):
             if tp is not None:
                 out[f"trace:{setup.name}"] = file_sha256(tp)
         return out
+
+    def _level_file_sha256(self, level: str) -> str | None:
+        """sha256 of the level's JSON when rtcbench owns or reads it (a user path or a project ``rtc/`` level,
+        which can change between commits); None for a kinetix-env built-in (pinned by the kinetix-env version
+        in every run's provenance)."""
+        if _is_level_path(level):
+            return file_sha256(self._resolve(_level_file(level)))
+        project_file = project_level_file(level)
+        return None if project_file is None else file_sha256(project_file)
 
     def policy_sha256(self, level: str) -> str:
         """sha256 of the level's checkpoint bytes (same as `rtcbench.policy.checkpoint.file_sha256`)."""
@@ -452,8 +465,9 @@ class Scenario(StrictModel):
 
     def _cell_material(self, cell: Cell) -> dict:
         files = {"policy": self.policy_sha256(cell.level)}
-        if _is_level_path(cell.level):
-            files["level"] = file_sha256(self._resolve(_level_file(cell.level)))
+        level_digest = self._level_file_sha256(cell.level)
+        if level_digest is not None:
+            files["level"] = level_digest
         for attr in ("policy", "weak_policy"):
             mp = self.method_policy_path(cell.method, cell.level, attr)
             if mp is not None:

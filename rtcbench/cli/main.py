@@ -33,12 +33,13 @@ def version_cmd() -> None:
 
 @app.command("levels")
 def levels_cmd() -> None:
-    """List the kinetix-env built-in level names (a scenario may also name a level JSON path). Any level
-    may take the suffix ':packed' (e.g. l/h17_unicycle:packed): the same physics in arrays cut to the
-    level's own entities, several times faster for size-L levels (see rtcbench/levels.py)."""
-    from rtcbench.levels import builtin_levels
+    """List the kinetix-env built-in level names, then the project's rtc/ levels (rtcbench/project_levels.py;
+    a scenario may also name a level JSON path). Any level may take the suffix ':packed' (e.g.
+    l/h17_unicycle:packed): the same physics in arrays cut to the level's own entities, several times faster
+    for size-L levels (see rtcbench/levels.py)."""
+    from rtcbench.levels import known_levels
 
-    for name in builtin_levels():
+    for name in known_levels():
         print(name)
 
 

@@ -97,6 +97,26 @@ def test_packed_levels_validate_resolve_and_hash(scenario_dir):
     assert err.value.field == "levels[0]" and "':packed'" in str(err.value) and "l/h17_unicycle" in str(err.value)
 
 
+def test_project_levels_validate_resolve_and_hash(scenario_dir):
+    from rtcbench.levels import project_level_file
+    from rtcbench.scenario import file_sha256
+
+    name = "rtc/cartpole_short:packed"
+    data = scenario_dict()
+    data["levels"] = [name]
+    (scenario_dir / "policies" / level_slug(name)).mkdir()
+    (scenario_dir / "policies" / level_slug(name) / "bc.msgpack").write_bytes(b"p")
+    sc = load(scenario_dir, data)
+    assert sc.resolve_level(name) == name
+    # the project's level file is part of the hash (it can change between commits; built-ins cannot)
+    assert sc.file_digests()[f"level:{name}"] == file_sha256(project_level_file(name))
+    assert not any(key.startswith("level:") for key in load(scenario_dir).file_digests())  # a built-in
+    data["levels"] = ["rtc/cartpole_shrt:packed"]
+    with pytest.raises(UserError) as err:
+        load(scenario_dir, data)
+    assert err.value.field == "levels[0]" and "rtc/cartpole_short" in str(err.value)
+
+
 def test_builtin_levels_found_without_jax():
     names = builtin_levels()
     assert "s/h4_thrust_aim" in names and "s/h8_unicycle_balance" in names and len(names) > 20
