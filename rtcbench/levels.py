@@ -3,8 +3,8 @@
 A level is a kinetix-env built-in name such as ``s/h4_thrust_aim`` (size prefix ``s``, ``m`` or ``l``), a
 project level ``rtc/<name>`` (a JSON shipped in ``rtcbench/level_files/``, made by
 ``rtcbench/project_levels.py`` from a kinetix-env level; stored with size-L arrays), or a path to a level
-JSON file. Every part of rtcbench (policy training, evaluation, the rollout
-engine) builds its environment here, so the observation and action spaces always agree.
+JSON file. Every part of rtcbench (policy training, evaluation, the rollout engine) builds its environment
+here, so the observation and action spaces always agree.
 
 Setup (the reference benchmark's): symbolic flat observations, continuous actions, ``frame_skip`` 2
 (one control step = two physics frames of 1/60 s), auto-reset to the same fixed level, and the

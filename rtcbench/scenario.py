@@ -245,7 +245,7 @@ class Scenario(StrictModel):
         from rtcbench.replay.traces import read_trace
 
         where = str(self._path) if self._path else "<scenario>"
-        builtins = None
+        named_levels = None
         for i, level in enumerate(self.levels):
             if _is_level_path(level):
                 if not self._resolve(_level_file(level)).is_file():
@@ -256,16 +256,15 @@ class Scenario(StrictModel):
                         field=f"levels[{i}]",
                     )
                 continue
-            if builtins is None:
-                builtins = set(known_levels())
-            if split_packed(level)[0] not in builtins:
-                close = difflib.get_close_matches(split_packed(level)[0], sorted(builtins), n=3)
+            if named_levels is None:
+                named_levels = set(known_levels())
+            if split_packed(level)[0] not in named_levels:
+                close = difflib.get_close_matches(split_packed(level)[0], sorted(named_levels), n=3)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise UserError(
                     f"unknown level {level!r}; allowed: a kinetix-env built-in such as 's/h4_thrust_aim', a "
                     f"project level 'rtc/<name>' (see `rtcbench levels`) or a path to a level .json file, each "
-                    f"optionally with the "
-                    f"suffix '{PACKED_SUFFIX}'.{hint}",
+                    f"optionally with the suffix '{PACKED_SUFFIX}'.{hint}",
                     path=where,
                     field=f"levels[{i}]",
                 )
