@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rtcbench.levels import PROJECT_LEVEL_DIR, PROJECT_PREFIX
+from rtcbench.levels import PROJECT_LEVEL_DIR, PROJECT_PREFIX, load_level
 
 
 def _set(bodies, index: int, **fields):
@@ -61,8 +61,6 @@ def cartpole_short():
     source level's.
     """
     import jax.numpy as jnp
-
-    from rtcbench.levels import load_level
 
     level = load_level("l/h4_cartpole")
     state, static_params = level.init_state, level.static_params

@@ -19,10 +19,11 @@ def test_every_design_is_shipped_and_named_rtc():
     assert DESIGNS, "no project level designs"
     assert project_levels() == [f"rtc/{stem}" for stem in sorted(DESIGNS)]
     for name in project_levels():
-        assert project_level_file(name) == PROJECT_LEVEL_DIR / f"{name[4:]}.json"
+        stem = name.removeprefix("rtc/")
+        assert project_level_file(name) == PROJECT_LEVEL_DIR / f"{stem}.json"
         assert project_level_file(name + ":packed") == project_level_file(name)
         assert level_path(name) == project_level_file(name)
-        assert level_slug(name + ":packed") == f"rtc_{name[4:]}_packed"
+        assert level_slug(name + ":packed") == f"rtc_{stem}_packed"
     assert project_level_file("rtc/no_such_level") is None
     assert project_level_file("l/h4_cartpole") is None
 
