@@ -86,6 +86,18 @@ def _nanmean(values) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
+def policy_summary(policy) -> dict:
+    """What a cell records of its checkpoint's sidecar: path, kind, its data (experts, label) and its
+    measured modality (`rtcbench policy modality`), so a study can relate results to policy properties."""
+    meta = getattr(policy, "meta", {}) or {}
+    modality = meta.get("modality")
+    if isinstance(modality, dict):
+        modality = {k: v for k, v in modality.items() if isinstance(v, dict) and "value" in v} | {
+            k: modality[k] for k in ("n_obs", "m", "boundary_s") if k in modality}
+    return {"path": str(getattr(policy, "path", "")), "kind": meta.get("kind"), "data": meta.get("data"),
+            "modality": modality, "solve_rate_d0": (meta.get("solve_rate") or {}).get("rate")}
+
+
 def _finite_or_none(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -149,6 +161,7 @@ def cell_rows(scenario, prep: PreparedCell, out, run_id: str) -> tuple[dict, dic
             "H": scenario.H, "flow_steps": scenario.flow_steps, "dt_ms": scenario.dt_ms, "max_steps": scenario.max_steps,
             "fallback": scenario.fallback, "seeds": scenario.seeds.model_dump(mode="json"), "rollouts": scenario.rollouts,
             "policy_sha256": prep.policy.sha256,
+            "policy": policy_summary(prep.policy),
         },
     }
     rollouts = {

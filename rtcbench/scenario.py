@@ -324,9 +324,8 @@ class Scenario(StrictModel):
         return self._resolve(self.policy, level)
 
     def method_policy_path(self, method, level: str, attr: str = "policy") -> Path | None:
-        """A method's own checkpoint (``ttrtc.policy``, or ``bid.weak_policy`` with attr='weak_policy'), if any."""
-        if attr == "policy" and method.kind != "ttrtc":
-            return None
+        """A method's own checkpoint (``policy``, required for ttrtc; or ``bid.weak_policy`` with
+        attr='weak_policy'), if any."""
         rel = getattr(method, attr, None)
         return None if rel is None else self._resolve(rel, level)
 

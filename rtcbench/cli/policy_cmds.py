@@ -44,15 +44,23 @@ def setup_device(device: str) -> str:
 @policy_app.command("train-expert")
 def train_expert_cmd(
     level: str = typer.Option(..., help="Level name (e.g. s/h8_unicycle_balance) or level JSON path."),
-    out: Path = typer.Option(None, help="Output folder (default runs/experts/<level_slug>). Resumes if present."),
-    steps: int = typer.Option(1_000_000, help="Total environment steps."),
+    out: Path = typer.Option(None, help="Output folder (default runs/experts/<level_slug>). Resumes if present. "
+                             "With --seeds > 1, one seed_<s>/ folder per seed."),
+    steps: int = typer.Option(1_000_000, help="Total environment steps (per seed)."),
+    seeds: int = typer.Option(1, help="Train this many seeds (seed, seed+1, ...) side by side, vmapped in one "
+                              "program."),
     num_envs: int = typer.Option(128),
     num_steps: int = typer.Option(128, help="Rollout length per update."),
     rpo_alpha: float = typer.Option(0.3, help="RPO mean perturbation; 0 = plain PPO."),
     action_rate_penalty: float = typer.Option(
         0.0, help="Reward shaping against chatter: minus this times ||m_t - m_(t-1)||^2 of the deterministic "
         "action m (the actor mean). 0 = the paper's setup."),
-    seed: int = typer.Option(0),
+    obs_history: int = typer.Option(1, help="The expert sees its last N observations (the reference: 4)."),
+    action_history: bool = typer.Option(False, "--action-history/--no-action-history",
+                                        help="The expert also sees its previous executed action (the reference: on)."),
+    checkpoint_every: int = typer.Option(250_000, help="Keep a params-only checkpoint every this many steps, "
+                                         "with its training solve rate (the data mixture draws among them)."),
+    seed: int = typer.Option(0, help="First seed."),
     eval_n: int = typer.Option(512, help="Rollouts for the final solve-rate measurement."),
     probe_lag: list[int] = typer.Option([], help="Also measure the expert acting on observations this many "
                                          "steps old (a delay-sensitivity probe); repeatable."),
@@ -60,52 +68,76 @@ def train_expert_cmd(
                                       "(compile included), keep the checkpoint, and evaluate what was trained."),
     device: str = DeviceOpt,
 ) -> None:
-    """Train a PPO/RPO expert (DESIGN.md §6) and measure its first-episode solve rate."""
+    """Train PPO/RPO experts (DESIGN.md §6) and measure each one's first-episode solve rate."""
     setup_device(device)
-    from rtcbench.policy.expert import ExpertConfig, train_expert
+    from rtcbench.policy.expert import ExpertConfig, train_population
 
     load_level_or_user_error(level, field="--level")
     if steps <= 0 or num_envs <= 0 or num_steps <= 0:
         raise UserError("steps, num-envs and num-steps must be positive", field="--steps")
+    if seeds < 1:
+        raise UserError(f"must be >= 1, got {seeds}", field="--seeds")
+    if obs_history < 1:
+        raise UserError(f"must be >= 1, got {obs_history}", field="--obs-history")
+    if checkpoint_every < 1:
+        raise UserError(f"must be positive, got {checkpoint_every}", field="--checkpoint-every")
     if not action_rate_penalty >= 0:
         raise UserError(f"must be >= 0, got {action_rate_penalty}", field="--action-rate-penalty")
     if max_minutes is not None and not max_minutes > 0:
         raise UserError(f"must be positive, got {max_minutes}", field="--max-minutes")
     cfg = ExpertConfig(level=level, total_steps=steps, num_envs=num_envs, num_steps=num_steps,
-                       rpo_alpha=rpo_alpha, action_rate_penalty=action_rate_penalty, seed=seed)
+                       rpo_alpha=rpo_alpha, action_rate_penalty=action_rate_penalty, obs_history=obs_history,
+                       action_history=action_history, seed=seed)
     out = out or Path("runs/experts") / level_slug(level)
-    info = train_expert(cfg, out, eval_n=eval_n, command=_command_line(), probe_lags=tuple(probe_lag),
-                        max_train_s=None if max_minutes is None else 60.0 * max_minutes)
-    s = info["solve_rate"]
-    probes = {k: round(v["rate"], 3) for k, v in info.items() if k.startswith("solve_rate_obs_lag")}
-    print(json.dumps({"expert": str(out), "solve_rate": s["rate"], "n": s["n"], "wilson95": s["wilson95"],
-                      "train_wall_s": round(info["train_wall_s"], 1), "trained_steps": info["trained_steps"],
-                      "stopped_at_time_limit": info["stopped_at_time_limit"]} | probes))
+    seed_list = list(range(seed, seed + seeds))
+    dirs = [out] if seeds == 1 else [out / f"seed_{s}" for s in seed_list]
+    infos = train_population(cfg, seed_list, dirs, eval_n=eval_n, command=_command_line(),
+                             probe_lags=tuple(probe_lag), checkpoint_every=checkpoint_every,
+                             max_train_s=None if max_minutes is None else 60.0 * max_minutes)
+    for s, d, info in zip(seed_list, dirs, infos, strict=True):
+        rate = info["solve_rate"]
+        probes = {k: round(v["rate"], 3) for k, v in info.items() if k.startswith("solve_rate_obs_lag")}
+        qualifying = sum(c["train_solve_frac"] >= 0.65 for c in info["checkpoints"])
+        print(json.dumps({"expert": str(d), "seed": s, "solve_rate": rate["rate"], "n": rate["n"],
+                          "wilson95": rate["wilson95"], "train_wall_s": round(info["train_wall_s"], 1),
+                          "trained_steps": info["trained_steps"], "checkpoints": len(info["checkpoints"]),
+                          "qualifying_checkpoints": qualifying,
+                          "stopped_at_time_limit": info["stopped_at_time_limit"]} | probes))
 
 
 @policy_app.command("collect")
 def collect_cmd(
-    expert: Path = typer.Option(..., help="Expert folder written by train-expert (runs/experts/<level_slug>)."),
+    expert: list[Path] = typer.Option(..., help="Expert folder, or a population folder of seed_*/ folders "
+                                      "(train-expert --seeds K); repeatable."),
     out: Path = typer.Option(None, help="Output folder (default runs/data/<level_slug>)."),
     H: int = typer.Option(8, "--H", help="Chunk size."),
-    n_envs: int = typer.Option(256),
-    steps: int = typer.Option(512, help="Steps per env (episodes auto-reset)."),
+    episodes: int = typer.Option(1536, help="Episodes to roll out (each with an expert drawn for it)."),
+    n_envs: int = typer.Option(256, help="Episodes per round (environments stepped together)."),
+    max_steps: int = typer.Option(256, help="Steps per round; an episode that has not ended by then is dropped."),
+    label: str = typer.Option("sample", help="sample: a draw from the expert's own distribution (the reference); "
+                              "mean: its deterministic clipped mean."),
+    keep: str = typer.Option("all", help="all: every episode (the reference); success: successful ones only."),
+    allow_single: bool = typer.Option(False, "--allow-single", help="Allow a single qualifying expert seed."),
+    min_train_solve: float = typer.Option(0.65, help="A checkpoint qualifies when its training solve rate reached "
+                                          "this (the reference: 0.65)."),
     seed: int = typer.Option(1),
     device: str = DeviceOpt,
 ) -> None:
-    """Collect (observation, next H expert actions) pairs from an expert with solve rate >= 0.65."""
+    """Collect (observation, next H expert actions) pairs from a mixture of expert seeds and checkpoints whose
+    training solve rate reached 0.65 (rtcbench/policy/collect.py)."""
     setup_device(device)
-    from rtcbench.policy.collect import collect
+    from rtcbench.policy.collect import collect, qualifying_experts
 
-    if H < 1 or n_envs < 1 or steps < 1:
-        raise UserError("H, n-envs and steps must be positive", field="--H")
+    if H < 1 or n_envs < 1 or episodes < 1 or max_steps < 1:
+        raise UserError("H, episodes, n-envs and max-steps must be positive", field="--H")
     if out is None:
-        meta_path = expert / "expert.json"
-        level = json.loads(meta_path.read_text())["config"]["level"] if meta_path.exists() else "unknown"
-        out = Path("runs/data") / level_slug(level)
-    info = collect(expert, out, H=H, n_envs=n_envs, steps=steps, seed=seed, command=_command_line())
-    print(json.dumps({k: info[k] for k in ("level", "samples", "episodes", "successful_episodes")}
-                     | {"data": str(out)}))
+        found, rejected = qualifying_experts(expert, min_train_solve)
+        out = Path("runs/data") / level_slug((found or rejected)[0]["cfg"].level)
+    info = collect(expert, out, H=H, episodes=episodes, n_envs=n_envs, max_steps=max_steps, seed=seed, label=label,
+                   keep=keep, allow_single=allow_single, min_train_solve=min_train_solve, command=_command_line())
+    print(json.dumps({k: info[k] for k in ("level", "label", "keep", "n_experts", "samples", "episodes",
+                                           "kept_episodes", "successful_episodes")}
+                     | {"shares": [round(e["share"], 3) for e in info["experts"]], "data": str(out)}))
 
 
 def _eval_and_save(model, level, out: Path, meta: dict, *, eval_n: int, horizon: int, delay_naive: int,
@@ -147,9 +179,10 @@ def train_bc_cmd(
     eval_horizon: int = typer.Option(4, help="Execution horizon s of the recorded evaluation."),
     eval_delay: int = typer.Option(4, help="Also record naive chunking at this delay (0 = skip)."),
     flow_steps: int = typer.Option(5),
+    modality_obs: int = typer.Option(128, help="Held-out observations for the recorded modality (0 = skip)."),
     device: str = DeviceOpt,
 ) -> None:
-    """Flow-matching behaviour cloning on collected data; measures and records the solve rate."""
+    """Flow-matching behaviour cloning on collected data; measures and records the solve rate and modality."""
     setup_device(device)
     from rtcbench.policy.bc import FlowTrainConfig, train_flow_policy
     from rtcbench.policy.collect import load_dataset
@@ -159,6 +192,8 @@ def train_bc_cmd(
         raise UserError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}", field="--preset")
     if epochs < 1 or batch_size < 1 or eval_n < 1:
         raise UserError("epochs, batch-size and eval-n must be positive", field="--epochs")
+    if modality_obs < 0 or modality_obs == 1:
+        raise UserError(f"must be 0 (skip) or >= 2, got {modality_obs}", field="--modality-obs")
     obs, chunks, data_meta = load_dataset(data)
     level = load_level_or_user_error(data_meta["level"], field="--level")
     slug = level_slug(level.name)
@@ -169,10 +204,32 @@ def train_bc_cmd(
     model.set_obs_stats(obs.mean(0), obs.std(0))
     train_cfg = FlowTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     model, info = train_flow_policy(model, obs, chunks, train_cfg, work, label="bc")
-    meta = {"level": level.name, "kind": "bc", "preset": preset,
+    meta = {"level": level.name, "kind": "bc", "preset": preset, "data": data_summary(data_meta),
             "training": {"bc": {**info, "command": _command_line(), "data": data_meta}}}
+    if modality_obs > 0:
+        meta["modality"] = _measure_and_print_modality(model, level, modality_obs, flow_steps, seed + 30_000)
     _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
                    flow_steps=flow_steps, seed=seed + 20_000, prefix="naive")
+
+
+def data_summary(data_meta: dict) -> dict:
+    """What a BC sidecar says of its data at top level: how many experts, which label and keep modes.
+    Data made before the mixture pipeline came from one expert's clipped mean on successful episodes."""
+    return {"n_experts": data_meta.get("n_experts", 1), "label": data_meta.get("label", "mean"),
+            "keep": data_meta.get("keep", "success"), "samples": data_meta.get("samples")}
+
+
+MODALITY_M = 16  # chunks sampled at each observation
+
+
+def _measure_and_print_modality(model, level, n_obs: int, flow_steps: int, seed: int) -> dict:
+    from rtcbench.policy.modality import measure_modality
+
+    out = measure_modality(level, model, n_obs=n_obs, m=MODALITY_M, n=flow_steps, seed=seed)
+    print("modality: " + ", ".join(f"{k} {out[k]['value']:.3f} [{out[k]['ci95'][0]:.3f}, {out[k]['ci95'][1]:.3f}]"
+                                   for k in ("spread", "sign_disagreement", "boundary_disagreement")),
+          file=sys.stderr)
+    return out
 
 
 @policy_app.command("train-ttrtc")
@@ -260,8 +317,7 @@ def eval_expert_cmd(
     """Closed-loop solve rate of an expert acting on stale observations: one JSON line per lag. A probe of
     how a level and its expert react to latency, with no chunking involved."""
     setup_device(device)
-    from rtcbench.policy.evaluate import evaluate_expert
-    from rtcbench.policy.expert import expert_paths, load_expert
+    from rtcbench.policy.expert import evaluate_expert, expert_paths, load_expert
 
     if n < 1:
         raise UserError("must be positive", field="--n")
@@ -271,9 +327,9 @@ def eval_expert_cmd(
     if not sidecar.exists():
         raise UserError("no expert checkpoint here (expected expert.json)", path=str(expert))
     level = load_level_or_user_error(json.loads(sidecar.read_text())["config"]["level"], field="--level")
-    _, params, _, _, update, _ = load_expert(expert, level)
+    cfg, params, _, _, update, _ = load_expert(expert, level)
     for lag in obs_lag:
-        out = evaluate_expert(level, params, n, seed=seed, obs_lag=lag)
+        out = evaluate_expert(level, cfg, params, n, seed=seed, obs_lag=lag)
         print(json.dumps({"expert": str(expert), "level": level.name, "update": update, "obs_lag": lag,
                           "seed": seed} | out), flush=True)
 
@@ -324,6 +380,44 @@ def consistency_cmd(
                                       n=flow_steps, seed=seed)
         for row in rows:
             print(json.dumps({"policy": str(loaded.path), "level": level.name} | row), flush=True)
+
+
+@policy_app.command("modality")
+def modality_cmd(
+    policy: Path = typer.Option(..., help="Checkpoint NAME, NAME.msgpack or NAME.json."),
+    n_obs: int = typer.Option(128, help="Held-out observations (the policy's own closed-loop states)."),
+    m: int = typer.Option(MODALITY_M, help="Chunks sampled at each observation."),
+    boundary_s: int = typer.Option(4, help="d = s of the aligned chunk-boundary disagreement."),
+    flow_steps: int = typer.Option(5),
+    seed: int = typer.Option(0),
+    record: bool = typer.Option(False, "--record", help="Write the result into the checkpoint's sidecar "
+                                "(`modality`); the weights and their sha256 are untouched."),
+    device: str = DeviceOpt,
+) -> None:
+    """A policy's modality (rtcbench/policy/modality.py): spread of same-observation chunks against chunks at
+    different observations, first-action sign disagreement, and the aligned chunk-boundary disagreement under
+    naive chunking, each with a bootstrap 95% interval over observations. One JSON line."""
+    setup_device(device)
+    from rtcbench.policy.checkpoint import checkpoint_paths, load_policy_on_level
+    from rtcbench.policy.modality import measure_modality
+
+    loaded, level = load_policy_on_level(policy)
+    H = loaded.config.H
+    if n_obs < 2 or m < 2 or flow_steps < 1:
+        raise UserError(f"need n-obs >= 2, m >= 2 and flow-steps >= 1; got {n_obs}, {m}, {flow_steps}", field="--n-obs")
+    if not 1 <= boundary_s < H:
+        raise UserError(f"must be in [1, H) with H = {H}, got {boundary_s}", field="--boundary-s")
+    out = measure_modality(level, loaded.model(), n_obs=n_obs, m=m, boundary_s=boundary_s, n=flow_steps, seed=seed)
+    if record:
+        sidecar_path = checkpoint_paths(loaded.path)[1]
+        meta = json.loads(sidecar_path.read_text())
+        meta["modality"] = out
+        tmp = sidecar_path.with_name(sidecar_path.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        tmp.replace(sidecar_path)
+    print(json.dumps({"policy": str(loaded.path), "level": level.name, "kind": loaded.kind,
+                      "data": loaded.meta.get("data", data_summary(loaded.meta.get("training", {}).get("bc", {})
+                                                                   .get("data", {})))} | out))
 
 
 @policy_app.command("baseline")

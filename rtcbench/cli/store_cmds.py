@@ -192,7 +192,11 @@ def study_cmd(
     = None,
     bench: Annotated[list[Path] | None, typer.Option(
         "--bench", help="JSON lines written by `rtcbench bench` (engine against the limit); repeatable.")] = None,
-    skip_tail: Annotated[bool, typer.Option("--skip-tail", help="Only the sweep part.")] = False,
+    skip_tail: Annotated[bool, typer.Option("--skip-tail", help="Leave out the tail matrix.")] = False,
+    skip_sweep: Annotated[bool, typer.Option("--skip-sweep", help="Leave out the constant-delay sweep.")] = False,
+    ablation: Annotated[list[str] | None, typer.Option(
+        "--ablation", help="Run id of a modality ablation (scenario ablation_modality, methods FAMILY.METHOD); "
+        "repeatable (one run per level). Default: none.")] = None,
     extra: Annotated[list[str] | None, typer.Option(
         "--extra", help="Run id of a follow-up run (any scenario with a naive method) shown in part 4, each method "
         "against naive with paired tests; repeatable.")] = None,
@@ -207,16 +211,29 @@ def study_cmd(
         raise UserError("exists and is not a directory", path=str(out), field="--out")
     bench_lines = read_bench_lines(list(bench or []))
     with read_only(path, require_current=True) as conn:
-        sweep_data = load_runs(conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
+        sweep_data = None if skip_sweep else load_runs(
+            conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
         tail_data = None if skip_tail else load_runs(
             conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail"))
         extras = [load_runs(conn, find_runs(conn, "", [run_id], str(path), "--extra")) for run_id in extra or []]
-        command = " ".join(["rtcbench study", *[f"--sweep {r['run_id']}" for r in sweep_data.runs],
+        ablation_data = None
+        if ablation:
+            from rtcbench.store.ablation import families
+
+            ablation_data = load_runs(conn, find_runs(conn, "", list(ablation), str(path), "--ablation"))
+            if not families(ablation_data):
+                raise UserError("no method of this run is labelled FAMILY.METHOD, so it holds no policy family to "
+                                "compare", path=str(path), field="--ablation")
+        if sweep_data is None and tail_data is None and ablation_data is None:
+            raise UserError("nothing to write: give --ablation, or keep the sweep or the tail", field="--skip-sweep")
+        command = " ".join(["rtcbench study",
+                            *([f"--sweep {r['run_id']}" for r in sweep_data.runs] if sweep_data else ["--skip-sweep"]),
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
+                            *[f"--ablation {r}" for r in ablation or []],
                             *[f"--extra {r}" for r in extra or []],
                             *[f"--bench {p}" for p in bench or []], f"--out {out}"])
         page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command,
-                           extras=extras)
+                           extras=extras, ablation=ablation_data)
     print(f"study written to {page}")
 
 

@@ -113,7 +113,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
     n_dev = len(devices) if len(devices) > 1 and B % len(devices) == 0 else 1
     static = EngineStatic(
         level_name=level.name, env=level.env, H=H, n=n, B=B, T=T, action_dim=level.action_dim,
-        method=NaiveMethod() if method.kind == "sync" else method,  # same computation; shares the compile
+        # sync runs as naive (same computation); a label or checkpoint path never splits a compile
+        method=NaiveMethod() if method.kind == "sync" else method.compute_key(),
         graphdef=graphdef, weak_graphdef=weak_graphdef if impl.uses_weak else None,
         record_actions=record_actions, n_devices=n_dev,
     )

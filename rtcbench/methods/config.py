@@ -13,6 +13,8 @@ config is part of the compile key; delays, forecasts and seeds are not.
       - {kind: ttrtc, policy: ../../policies/{level}/ttrtc.msgpack}
 
 `label` is the name a method gets in the results store (column `method`); set ``name`` to override it.
+Any method may name its own checkpoint with ``policy`` (required for ``ttrtc``); otherwise it runs the
+scenario's. Two methods that differ only in ``name`` and ``policy`` share one compiled episode.
 """
 
 from __future__ import annotations
@@ -20,17 +22,33 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 
 class _Method(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(default=None, description="label in the results store; default derived from the config")
+    policy: str | None = Field(default=None, description="this method's own checkpoint instead of the scenario's "
+                               "(e.g. to compare policy families in one run); may contain {level}")
 
     @property
     def label(self) -> str:
         return self.name or self._default_label()
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_policy(self, handler):
+        # An unset `policy` is left out of dumps, so the canonical JSON (and so every config hash) of a
+        # scenario written before methods could name a checkpoint is unchanged.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("policy", 0) is None:
+            del data["policy"]
+        return data
+
+    def compute_key(self) -> _Method:
+        """This config without what does not change the computation (its label and its checkpoint's path: the
+        weights are a traced input), so methods that differ only there share one compiled episode."""
+        return self.model_copy(update={"name": None, "policy": None})
 
     def _default_label(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -1,4 +1,6 @@
-"""Closed-loop evaluation of experts and flow policies (the pipeline's own, kept apart from the benchmark).
+"""Closed-loop evaluation of flow policies (the pipeline's own, kept apart from the benchmark), and the
+outcome helpers that expert evaluation (`rtcbench.policy.expert`) shares. This module imports no other
+pipeline module: experts import it, never the reverse.
 
 Success counts only the first episode of each rollout: ``info["GoalR"]`` on its terminating step.
 Kinetix action noise (0.1 std) is added to every executed action, as in training and in the benchmark.
@@ -44,37 +46,6 @@ def first_episode_outcome(done: jax.Array, goal: jax.Array) -> tuple[jax.Array, 
     return solved, length
 
 
-def make_expert_rollout(level, n_envs: int, max_steps: int, action_noise: float = ACTION_NOISE_STD,
-                        obs_lag: int = 0):
-    """-> jitted ``rollout(params, key) -> dict`` of [T, B, ...] arrays: obs, action (the expert's clean
-    action, the BC label), done, goal. Executed actions are ``clip(action + noise)``.
-
-    ``obs_lag`` > 0 makes the expert act on the observation from obs_lag steps earlier (the first
-    observation before that): a cheap probe of how much a level punishes acting on stale information.
-    """
-    from rtcbench.policy.expert import expert_action
-
-    def step(carry, key):
-        env_state, obs, past, params = carry  # past [lag + 1, B, O]: oldest first
-        k_noise, k_env = jax.random.split(key)
-        past = jnp.concatenate([past[1:], obs[None]], axis=0)
-        action = expert_action(params, past[0])  # [B, A]
-        executed = jnp.clip(action + action_noise * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
-        next_obs, env_state, _, done, info = jax.vmap(level.step)(jax.random.split(k_env, n_envs), env_state, executed)
-        out = {"obs": obs, "action": action, "done": done, "goal": info["GoalR"] > 0}
-        return (env_state, next_obs, past, params), out
-
-    @jax.jit
-    def rollout(params, key):
-        k_reset, k_steps = jax.random.split(key)
-        obs, env_state = jax.vmap(level.reset)(jax.random.split(k_reset, n_envs))
-        past = jnp.broadcast_to(obs[None], (obs_lag + 1, *obs.shape))
-        _, traj = jax.lax.scan(step, (env_state, obs, past, params), jax.random.split(k_steps, max_steps))
-        return traj
-
-    return rollout
-
-
 def action_chatter(actions: np.ndarray, lengths: np.ndarray) -> dict:
     """How much a policy's actions chatter, per action dim, inside each rollout's first episode.
 
@@ -100,15 +71,6 @@ def action_chatter(actions: np.ndarray, lengths: np.ndarray) -> dict:
     n_delta, n_rev = max(int(valid_delta.sum()), 1), max(int(valid_rev.sum()), 1)
     return {"action_delta_abs_mean": [float(x) for x in (np.abs(delta) * valid_delta).sum(axis=(0, 1)) / n_delta],
             "action_reversal_rate": [float(x) for x in (reversal & valid_rev).sum(axis=(0, 1)) / n_rev]}
-
-
-def evaluate_expert(level, params, n: int, seed: int, max_steps: int = DEFAULT_MAX_STEPS, obs_lag: int = 0) -> dict:
-    """Closed-loop first-episode solve rate of an expert, plus its action chatter (`action_chatter`)."""
-    rollout = make_expert_rollout(level, n, max_steps, obs_lag=obs_lag)
-    traj = rollout(params, jax.random.PRNGKey(seed))
-    solved, length = first_episode_outcome(traj["done"], traj["goal"])
-    length = np.asarray(length)
-    return {**solve_summary(np.asarray(solved), length), **action_chatter(np.asarray(traj["action"]), length)}
 
 
 @dataclass(frozen=True)

@@ -251,3 +251,23 @@ def test_schedule_command_imports_no_jax():
     assert out.returncode == 0, out.stderr
     assert "cap4" in out.stdout and "violation" in out.stdout
     assert out.stdout.strip().endswith("NOJAX")
+
+
+def test_any_method_may_name_its_own_checkpoint(scenario_dir):
+    from rtcbench.methods.config import NaiveMethod, RTCMethod
+
+    data = scenario_dict()
+    data["methods"].append({"kind": "naive", "name": "other.naive", "policy": "policies/{level}/other.msgpack"})
+    with pytest.raises(UserError) as err:
+        load(scenario_dir, data)
+    assert err.value.field == "methods[2].policy" and "other.msgpack" in str(err.value)
+    (scenario_dir / "policies" / level_slug(LEVEL) / "other.msgpack").write_bytes(b"other")
+    sc = load(scenario_dir, data)
+    assert sc.method_policy_path(sc.methods[2], LEVEL).name == "other.msgpack"
+    assert sc.method_policy_path(sc.methods[0], LEVEL) is None  # the scenario's checkpoint
+    # the method's own file is part of its cell's hash; a label and a path never split a compile
+    assert "method:other.naive.policy:" + LEVEL in sc.file_digests()
+    assert sc.methods[2].compute_key() == NaiveMethod()
+    assert RTCMethod(name="a.rtc", policy="x").compute_key() == RTCMethod()
+    # an unset policy stays out of the canonical JSON, so older scenarios keep their hashes
+    assert "policy" not in NaiveMethod().model_dump(mode="json")
