@@ -74,3 +74,30 @@ def test_delay_sensitive_level_stays_sensitive(slug):
     d4 = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H,
                               ChunkedEvalConfig(n=128, delay=4, horizon=4, flow_steps=5), seed=778)
     assert d4["rate"] <= recorded_d0["rate"] - 0.15, f"naive d=4 solves {d4['rate']:.3f} on 128 rollouts"
+
+
+ABLATION = sorted((POLICIES / "ablation").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("sidecar", ABLATION, ids=[f"{p.parent.name}/{p.stem}" for p in ABLATION])
+def test_ablation_policies_record_their_data_and_modality(sidecar):
+    """The modality ablation's policy families (bench/scenarios/ablation_modality.yaml): named kK_LABEL after
+    their demonstrations, which their sidecars must confirm, with modality measured and a d=0 solve rate that
+    64 fresh rollouts agree with."""
+    from rtcbench.levels import load_level
+    from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
+
+    meta = json.loads(sidecar.read_text())
+    level = load_level(meta["level"])
+    loaded = load_policy(sidecar, level=level)
+    k, label = sidecar.stem.split("_")
+    assert loaded.kind == "bc" and sidecar.parent.name == level_slug(level.name)
+    assert meta["data"]["n_experts"] == int(k[1:]) and meta["data"]["label"] == label
+    assert meta["training"]["bc"]["data"]["n_experts"] == int(k[1:])
+    for key in ("spread", "sign_disagreement", "boundary_disagreement"):
+        lo, hi = meta["modality"][key]["ci95"]
+        assert lo <= meta["modality"][key]["value"] <= hi
+    assert meta["modality"]["n_obs"] >= 128 and meta["solve_rate"]["n"] >= 512
+    cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
+    result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
+    assert abs(result["rate"] - meta["solve_rate"]["rate"]) < 0.2, f"{sidecar}: {result['rate']:.3f} on 64 rollouts"
