@@ -29,7 +29,9 @@ def _command_line() -> str:
     for name, value in ctx.params.items():
         flag = "--" + name.replace("_", "-") if name != "H" else "--H"
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            if v is not None:
+            if isinstance(v, bool):  # an on/off flag: written when on (every such flag is off by default)
+                parts += [flag] if v else []
+            elif v is not None:
                 parts += [flag, str(v)]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -70,6 +72,7 @@ def train_expert_cmd(
 ) -> None:
     """Train PPO/RPO experts (DESIGN.md §6) and measure each one's first-episode solve rate."""
     setup_device(device)
+    from rtcbench.policy.collect import MIN_EXPERT_SOLVE_RATE
     from rtcbench.policy.expert import ExpertConfig, train_population
 
     load_level_or_user_error(level, field="--level")
@@ -97,7 +100,7 @@ def train_expert_cmd(
     for s, d, info in zip(seed_list, dirs, infos, strict=True):
         rate = info["solve_rate"]
         probes = {k: round(v["rate"], 3) for k, v in info.items() if k.startswith("solve_rate_obs_lag")}
-        qualifying = sum(c["train_solve_frac"] >= 0.65 for c in info["checkpoints"])
+        qualifying = sum(c["train_solve_frac"] >= MIN_EXPERT_SOLVE_RATE for c in info["checkpoints"])
         print(json.dumps({"expert": str(d), "seed": s, "solve_rate": rate["rate"], "n": rate["n"],
                           "wilson95": rate["wilson95"], "train_wall_s": round(info["train_wall_s"], 1),
                           "trained_steps": info["trained_steps"], "checkpoints": len(info["checkpoints"]),

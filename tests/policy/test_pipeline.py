@@ -23,6 +23,8 @@ def test_pipeline_produces_checkpoints_that_load(tiny_pipeline):
     assert sum(e["episodes"] for e in data_meta["experts"]) == 48
     assert abs(sum(e["share"] for e in data_meta["experts"]) - 1.0) < 1e-9
     assert sum(e["samples"] for e in data_meta["experts"]) == data_meta["samples"]
+    # the recorded command re-runs as written: off flags are left out, not written as "--allow-single False"
+    assert "--allow-single" not in data_meta["command"] and "False" not in data_meta["command"]
     for kind in ("bc", "ttrtc"):
         loaded = load_policy(tiny_pipeline[kind], level=level)
         assert loaded.kind == kind
