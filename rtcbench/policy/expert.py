@@ -577,7 +577,3 @@ def train_population(cfg: ExpertConfig, seeds: list[int], out_dirs: list[Path], 
         infos.append(info)
     return infos
 
-
-def train_expert(cfg: ExpertConfig, out_dir, **kwargs) -> dict:
-    """Train (or resume) one expert (``cfg.seed``) into ``out_dir``; see `train_population`."""
-    return train_population(cfg, [cfg.seed], [Path(out_dir)], **kwargs)[0]
