@@ -250,6 +250,11 @@ def load_level(name: str) -> Level:
         )
     try:
         state, file_static, file_env_params = load_from_json_file(str(path))
+    except KeyError as exc:  # valid JSON that is not a level: kinetix indexes its keys directly
+        raise LevelError(
+            f"level {name!r}: {path} is not a Kinetix level file (it has no key {exc.args[0]!r}; a level JSON "
+            "holds 'env_state', 'env_params' and 'static_env_params', as `kinetix` saves them)"
+        ) from None
     except Exception as exc:  # kinetix raises assorted errors for a malformed file
         raise LevelError(f"level {name!r}: could not load {path}: {exc}") from None
     size = level_size(base_name)

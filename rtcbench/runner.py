@@ -46,31 +46,68 @@ class PreparedCell:
         return self.cell.key
 
 
-def prepare(scenario) -> list[PreparedCell]:
-    """Load levels and policies and build schedules for every cell; raises UserError on bad input."""
+@dataclass
+class LoadedInputs:
+    """Every level and checkpoint a scenario names, loaded and verified once."""
+
+    levels: dict  # level name -> Level
+    policies: dict  # checkpoint path -> LoadedPolicy
+
+    def policy_for(self, scenario, cell, attr: str = "policy"):
+        """The checkpoint a cell runs (`attr="policy"`: the method's own, else the scenario's) or its BID
+        weak policy (`attr="weak_policy"`, None when the method has none)."""
+        path = scenario.method_policy_path(cell.method, cell.level, attr)
+        if path is None:
+            if attr != "policy":
+                return None
+            path = scenario.policy_path(cell.level)
+        return self.policies[path]
+
+
+def load_inputs(scenario) -> LoadedInputs:
+    """Load every level and checkpoint the scenario names and check them against each other: the level
+    file parses, each checkpoint's sha256 matches its sidecar, its dims match the level and its H the
+    scenario's. A problem is a UserError naming the scenario and its field (``levels[i]``, ``policy``,
+    ``methods[i].policy``, ``methods[i].weak_policy``). Used by `rtcbench validate` and before a run."""
     from rtcbench.levels import load_level_or_user_error
     from rtcbench.policy.checkpoint import load_policy
 
     where = str(scenario.path) if scenario.path else "<scenario>"
-    levels, policies, schedules = {}, {}, {}
+    levels, policies = {}, {}
+    for i, level in enumerate(scenario.levels):
+        levels[level] = load_level_or_user_error(scenario.resolve_level(level), path=where, field=f"levels[{i}]")
 
-    def policy_at(path: Path, level_name: str):
-        if path not in policies:
-            policies[path] = load_policy(path, levels[level_name])
-            if policies[path].config.H != scenario.H:
-                raise UserError(f"policy was trained with H={policies[path].config.H} but the scenario sets "
-                                f"H={scenario.H}", path=str(path), field="H")
-        return policies[path]
+    def check(path: Path, level: str, field: str) -> None:
+        if path in policies:
+            return
+        try:
+            loaded = load_policy(path, levels[level])
+        except UserError as exc:
+            raise UserError(f"checkpoint for level {level!r}: {exc}", path=where, field=field) from None
+        if loaded.config.H != scenario.H:
+            raise UserError(f"checkpoint {path} was trained with H={loaded.config.H} but the scenario sets "
+                            f"H={scenario.H}", path=where, field=field)
+        policies[path] = loaded
 
+    for level in scenario.levels:
+        check(scenario.policy_path(level), level, "policy")
+        for i, method in enumerate(scenario.methods):
+            for attr in ("policy", "weak_policy"):
+                path = scenario.method_policy_path(method, level, attr)
+                if path is not None:
+                    check(path, level, f"methods[{i}].{attr}")
+    return LoadedInputs(levels, policies)
+
+
+def prepare(scenario) -> list[PreparedCell]:
+    """Load levels and policies and build schedules for every cell; raises UserError on bad input."""
+    inputs = load_inputs(scenario)
+    levels = inputs.levels
+    schedules = {}
     prepared = []
     for cell in scenario.cells():
-        if cell.level not in levels:
-            levels[cell.level] = load_level_or_user_error(scenario.resolve_level(cell.level), path=where,
-                                                          field="levels")
-        own = scenario.method_policy_path(cell.method, cell.level, "policy")
-        policy = policy_at(own if own is not None else scenario.policy_path(cell.level), cell.level)
-        weak_path = scenario.method_policy_path(cell.method, cell.level, "weak_policy")
-        weak = policy_at(weak_path, cell.level) if weak_path is not None else None
+        policy = inputs.policy_for(scenario, cell)
+        weak = inputs.policy_for(scenario, cell, "weak_policy")
         world_pauses = cell.method.kind == "sync"
         sched_key = (cell.setup.name, world_pauses)
         if sched_key not in schedules:

@@ -50,7 +50,8 @@ import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from rtcbench.errors import UserError
+from rtcbench.errors import NESTED_TOO_DEEPLY, UserError
+from rtcbench.hashing import file_sha256
 from rtcbench.levels import PACKED_SUFFIX, known_levels, level_slug, project_level_file, split_packed
 from rtcbench.methods.config import MethodConfig
 from rtcbench.replay.base import StrictModel
@@ -59,14 +60,28 @@ from rtcbench.replay.setup import DelaySetup
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
+MAX_SEED = 2**32 - 1
+# Peak host bytes of `build_schedule` per (rollout, control step), measured with tracemalloc over every
+# setup of the shipped scenarios at 512 x 256 (90-147 bytes; the window-quantile forecaster is the
+# largest). A cell holds one schedule at a time; the bound below refuses a scenario whose schedule alone
+# would take more than half of this machine's memory, before anything is drawn or written.
+SCHEDULE_BYTES_PER_ROLLOUT_STEP = 160
+
+
+def _physical_memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 class Seeds(StrictModel):
     """Independent seeds, so each dimension can change alone."""
 
-    delay: int = Field(default=0, ge=0, description="delay draws (schedule)")
-    env: int = Field(default=0, ge=0, description="initial state and the 0.1-std action noise")
-    policy: int = Field(default=0, ge=0, description="flow noise")
+    # Every seed becomes a JAX PRNG key or a numpy SeedSequence entropy word: 32 bits.
+    delay: int = Field(default=0, ge=0, le=MAX_SEED, description="delay draws (schedule)")
+    env: int = Field(default=0, ge=0, le=MAX_SEED, description="initial state and the 0.1-std action noise")
+    policy: int = Field(default=0, ge=0, le=MAX_SEED, description="flow noise")
 
 
 @dataclass(frozen=True)
@@ -89,23 +104,6 @@ def _is_level_path(level: str) -> bool:
 def _level_file(level: str) -> str:
     """A level JSON path without its ``:packed`` suffix."""
     return split_packed(level)[0]
-
-
-_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes (memoized on path, size and mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _memo:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _memo[key] = h.hexdigest()
-    return _memo[key]
 
 
 def _canonical(obj) -> str:
@@ -188,6 +186,16 @@ class Scenario(StrictModel):
                         "only 'mixture' and 'bursty' profiles have a spike component",
                         f"setups[{i}].tail[{j}].above",
                     )
+        need = self.rollouts * self.max_steps * SCHEDULE_BYTES_PER_ROLLOUT_STEP
+        have = _physical_memory_bytes()
+        if have is not None and need > have // 2:
+            field = "rollouts" if self.rollouts >= self.max_steps else "max_steps"
+            raise _field_error(
+                f"rollouts x max_steps = {self.rollouts:,} x {self.max_steps:,} would need about {need / 2**30:,.1f} GiB "
+                f"for one cell's delay schedule alone ({SCHEDULE_BYTES_PER_ROLLOUT_STEP} bytes per rollout-step), "
+                f"more than half of this machine's {have / 2**30:,.1f} GiB; lower {field}",
+                field,
+            )
         return self
 
     # ------------------------------------------------------------------------------------------ loading
@@ -216,6 +224,8 @@ class Scenario(StrictModel):
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise UserError(f"YAML syntax error{at}: {problem}", path=where) from None
+        except RecursionError:
+            raise UserError(NESTED_TOO_DEEPLY + "; a scenario is a YAML mapping a few levels deep", path=where) from None
         if data is None:
             raise UserError("is empty; a scenario is a YAML mapping (see bench/scenarios/ for examples)", path=where)
         return cls.from_dict(data, path=path, check_policies=check_policies)
@@ -447,7 +457,7 @@ class Scenario(StrictModel):
         return None if project_file is None else file_sha256(project_file)
 
     def policy_sha256(self, level: str) -> str:
-        """sha256 of the level's checkpoint bytes (same as `rtcbench.policy.checkpoint.file_sha256`)."""
+        """sha256 of the level's checkpoint bytes (`rtcbench.hashing.file_sha256`, as the checkpoint loader hashes it)."""
         p = self.policy_path(level)
         if not p.is_file():
             raise UserError(f"policy checkpoint {p} does not exist for level {level!r}", path=str(self._path), field="policy")

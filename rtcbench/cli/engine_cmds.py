@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from rtcbench.errors import UserError
+from rtcbench.stats import nearest_rank_percentile
 
 METHODS = ("naive", "rtc", "bid", "te", "sync", "ttrtc")
 
@@ -61,10 +62,9 @@ def record_trace_cmd(
                 f"--background-load {background_load}; checkpoint sha256 {loaded.sha256[:16]}; level {lvl.name}"),
         description=f"Wall-clock ms per jitted {cfg.label} inference call (batch {batch}), one call per entry.",
     )
-    lat = sorted(latencies)
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
-    print(f"wrote {path} ({len(lat)} latencies, sha256 {sha[:16]}): p50 {p(0.5):.2f} ms, p95 {p(0.95):.2f} ms, "
-          f"max {lat[-1]:.2f} ms")
+    p50, p95 = nearest_rank_percentile(latencies, [50, 95])
+    print(f"wrote {path} ({len(latencies)} latencies, sha256 {sha[:16]}): p50 {p50:.2f} ms, p95 {p95:.2f} ms, "
+          f"max {max(latencies):.2f} ms")
 
 
 def bench_cmd(

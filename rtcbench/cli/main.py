@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         # typer vendors click; its usage errors carry `show()` and an exit code (2 for usage errors).
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
+            args = sys.argv[1:] if argv is None else argv
+            if int(exc.exit_code) == 2 and args[:1] == ["compare"]:
+                return 4  # compare's 2 means "invalid or not comparable results"; its usage errors are 4
             return int(exc.exit_code)
         if type(exc).__name__ in ("Exit", "Abort"):
             return int(getattr(exc, "exit_code", 1))

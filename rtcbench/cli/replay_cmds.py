@@ -13,6 +13,8 @@ import numpy as np
 import typer
 
 from rtcbench.errors import UserError
+from rtcbench.shipped import shipped_dir
+from rtcbench.stats import nearest_rank_percentile
 
 DEFAULT_TRACE_DIR = Path("bench/traces")
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -24,10 +26,15 @@ PERCENTILES = (50, 90, 95, 99, 99.9)
 def validate_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
 ) -> None:
-    """Validate a scenario and every file it names (levels, policies, traces); print its hashes and cells."""
+    """Validate a scenario and every file it names (levels, policies, traces); print its hashes and cell count.
+
+    Loads each level and checkpoint as a run would (sha256 against the sidecar, dims against the level,
+    H against the scenario), so a scenario that validates does not fail on its inputs after a run starts."""
+    from rtcbench.runner import load_inputs
     from rtcbench.scenario import Scenario
 
     sc = Scenario.from_yaml(scenario)
+    load_inputs(sc)
     cells = list(sc.cells())
     print(f"{sc.name} v{sc.version}: valid ({scenario})")
     print(f"  levels {len(sc.levels)} x methods {len(sc.methods)} x setups {len(sc.setups)} = {len(cells)} cells")
@@ -157,7 +164,7 @@ def trace_import_cmd(
         hardware=hardware,
         load=load,
     )
-    p = np.percentile(latencies, [50, 99])
+    p = nearest_rank_percentile(latencies, [50, 99])
     print(f"wrote {out}: {latencies.size} latencies, p50 {p[0]:.1f} ms, p99 {p[1]:.1f} ms, sha256 {sha[:16]}")
 
 
@@ -181,7 +188,10 @@ def trace_show_cmd(
         raise UserError(f"must be between 1 and 200, got {bins}", field="--bins")
     path = Path(trace)
     if not path.is_file():
-        path = trace_dir / (trace if trace.endswith(".json") else f"{trace}.json")
+        name = trace if trace.endswith(".json") else f"{trace}.json"
+        path = trace_dir / name
+        if not path.is_file() and trace_dir == DEFAULT_TRACE_DIR and (shipped_dir("traces") / name).is_file():
+            path = shipped_dir("traces") / name  # a shipped trace, from any working folder
     if not path.is_file():
         raise UserError(f"no trace file {trace!r} and no {path}; give a path or a name in --dir", path=trace)
     tr = read_trace(path)
@@ -199,7 +209,7 @@ def trace_show_cmd(
     table = Table(title=f"{lat.size} latencies (ms)", title_justify="left")
     for col in ["mean", "min", *(f"p{q:g}" for q in PERCENTILES), "max"]:
         table.add_column(col, justify="right")
-    pct = np.percentile(lat, PERCENTILES)
+    pct = nearest_rank_percentile(lat, PERCENTILES)
     table.add_row(f"{lat.mean():.1f}", f"{lat.min():.1f}", *(f"{v:.1f}" for v in pct), f"{lat.max():.1f}")
     console.print(table)
     console.print(histogram_lines(lat, bins=bins, unit="ms"), highlight=False)
@@ -213,7 +223,7 @@ def trace_show_cmd(
 def histogram_lines(values: np.ndarray, *, bins: int = 20, width: int = 36, unit: str = "") -> str:
     """A text histogram: ``[lo, hi) count bar``; the last bin collects everything above p99.9."""
     lo = float(values.min())
-    hi = float(np.percentile(values, 99.9))
+    hi = float(nearest_rank_percentile(values, 99.9))
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)

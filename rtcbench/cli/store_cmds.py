@@ -113,18 +113,28 @@ def compare_cmd(
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired tests.")] = 0.05,
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
-    """Paired regression gate between two runs. Exit 0: no regression, 1: regression, 2: invalid/not comparable."""
+    """Paired regression gate between two runs.
+
+    Exit 0: no regression; 1: regression; 2: invalid or not comparable results; 4: usage error (a bad
+    flag, an unknown run id, a missing or unreadable database), so CI can tell a broken job from an
+    incomparable pair of runs."""
+    from rtcbench.errors import UsageError
     from rtcbench.store.compare import compare_runs, parse_thresholds
     from rtcbench.store.db import read_only, resolve_db_path
 
-    thresholds = parse_thresholds(threshold)
-    if not 0 < alpha < 1:
-        raise UserError(f"must be between 0 and 1, got {alpha}", field="--alpha")
-    if fmt not in ("table", "json"):
-        raise UserError(f"must be table or json, got {fmt!r}", field="--format")
-    path = resolve_db_path(db)
-    with read_only(path) as conn:
-        result = compare_runs(conn, baseline, candidate, thresholds=thresholds, alpha=alpha, db_path=str(path))
+    try:
+        thresholds = parse_thresholds(threshold)
+        if not 0 < alpha < 1:
+            raise UserError(f"must be between 0 and 1, got {alpha}", field="--alpha")
+        if fmt not in ("table", "json"):
+            raise UserError(f"must be table or json, got {fmt!r}", field="--format")
+        path = resolve_db_path(db)
+        with read_only(path) as conn:
+            result = compare_runs(conn, baseline, candidate, thresholds=thresholds, alpha=alpha, db_path=str(path))
+    except UsageError:
+        raise
+    except UserError as exc:
+        raise UsageError.from_user_error(exc) from None
     if fmt == "json":
         print(json.dumps({
             "baseline": result.baseline, "candidate": result.candidate, "exit_code": result.exit_code,
@@ -204,7 +214,7 @@ def study_cmd(
     """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the paper's
     constant-delay ordering with paired tests, the tail matrix, and cost."""
     from rtcbench.store.db import read_only, resolve_db_path
-    from rtcbench.store.study import find_runs, load_runs, read_bench_lines, write_study
+    from rtcbench.store.study import check_sweep, check_tail, find_runs, load_runs, read_bench_lines, write_study
 
     path = resolve_db_path(db)
     if out.exists() and not out.is_dir():
@@ -215,6 +225,9 @@ def study_cmd(
             conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
         tail_data = None if skip_tail else load_runs(
             conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail"))
+        for data, check in ((sweep_data, check_sweep), (tail_data, check_tail)):
+            if data is not None:
+                check(data)  # before anything is written
         extras = [load_runs(conn, find_runs(conn, "", [run_id], str(path), "--extra")) for run_id in extra or []]
         ablation_data = None
         if ablation:

@@ -26,7 +26,7 @@ PER_ROLLOUT_FIELDS = (
     "solved", "return", "length", "jerk_max_d1", "jerk_mean_d1", "jerk_max_d2", "jerk_mean_d2",
     "stall_steps", "wall_steps", "n_inferences", "nfe", "vjp",
 )
-SCHEDULE_FIELDS = ("start", "start_d", "start_dhat", "start_s", "arrive", "stall", "pause")
+SCHEDULE_FIELDS = ("start", "start_d", "start_dhat", "start_s", "start_shift", "arrive", "stall", "pause")
 
 _COMPILED: dict = {}
 COMPILE_COUNT = {"episode": 0}  # number of episode compilations in this process (for tests and logs)
@@ -125,7 +125,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
         sharding = NamedSharding(Mesh(devices[:n_dev], ("b",)), PartitionSpec("b"))
         sched_j = {k: jax.device_put(v, sharding) for k, v in sched_j.items()}
     args = (level.env_params, state, weak_state if impl.uses_weak else None, sched_j,
-            jnp.asarray(env_seed, jnp.uint32), jnp.asarray(policy_seed, jnp.uint32), jnp.asarray(fallback == "zero"))
+            jnp.asarray(env_seed, jnp.uint32), jnp.asarray(policy_seed, jnp.uint32), jnp.asarray(fallback == "zero"),
+            jnp.asarray(bool(getattr(schedule, "reference_start", False))))
     compiled, compile_s, hit = _compiled_episode(static, args)
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))

@@ -3,19 +3,24 @@
 Per control step j, for all B rollouts at once (DESIGN.md §1; the schedule's arrays drive all timing):
 
     1. swap     where arrive[:, j]:  A <- pending, t <- pending_d           (chunk started at an earlier step)
-    2. start    where start[:, j]:   new = method(policy, obs, A[s:] padded, dhat, s, key)
+    2. start    where start[:, j]:   new = method(policy, obs, A[shift:] padded, dhat, s, key)
                                      d == 0 -> A <- new, t <- 0 at once;  d > 0 -> pending <- new
                 the policy runs under lax.cond(any rollout starts): steps where none starts cost nothing
     3. execute  a = A[t] if t < H else fallback (hold: last executed action, or zero) -> a stall step
                 t += 1;  env.step(a + 0.1 * N(0, 1))  (noise from the env key)
 
 Step 0 is the synchronous first chunk: a plain Euler sample computed before the scan (the schedule's
-k = 0 start at step 0, d = dhat = s = 0, is consumed there). `te` executes the weighted average of all
+k = 0 start at step 0, d = dhat = s = 0, is consumed there). Under the schedule's ``reference_start``
+(the RTC reference's start-up, rtcbench.replay.schedule) step 0 also starts inference 1, from the first
+observation with the whole first chunk as its prefix (shift 0). ``shift`` is the schedule's prefix shift
+(= s except there). `te` executes the weighted average of all
 arrived predictions for the step (see rtcbench.methods.te) instead of A[t].
 
 Keys (common random numbers): rollout b's env key is fold_in(PRNGKey(env_seed), b); step j uses
 fold_in(env_key_b, j + 1) split into (step key, action-noise key); the reset uses fold_in(env_key_b, 0).
-Flow noise of the inference started at step j is fold_in(fold_in(PRNGKey(policy_seed), b), j).
+Flow noise of the inference started at step j is fold_in(fold_in(PRNGKey(policy_seed), b), j), the
+first chunk's included (j = 0); an inference started at step 0 after it (reference start) uses
+fold_in(that key, 1) (`inference_keys`).
 None of them depend on the method or on the delays, so every method sees the same env randomness.
 
 Metrics count the first episode only (the env auto-resets; later episodes are simulated but ignored),
@@ -84,6 +89,14 @@ def policy_step_keys(policy_keys: jax.Array, j) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (0, None))(policy_keys, j)
 
 
+def inference_keys(policy_keys: jax.Array, j) -> jax.Array:
+    """[B, 2]: flow-noise keys of the inference that starts at step j > 0, or of the reference start's
+    inference 1 at step 0 (the synchronous first chunk already used policy_step_keys(., 0))."""
+    keys = policy_step_keys(policy_keys, j)
+    again = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)
+    return jnp.where(j == 0, again, keys)
+
+
 def action_noise(noise_keys: jax.Array, action_dim: int) -> jax.Array:
     """[B, 2] -> [B, action_dim] of N(0, ACTION_NOISE_STD^2)."""
     return ACTION_NOISE_STD * jax.vmap(lambda k: jax.random.normal(k, (action_dim,)))(noise_keys)
@@ -105,9 +118,11 @@ def _shard(x, static: EngineStatic):
 
 
 def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict, env_seed, policy_seed,
-            fallback_zero) -> dict:
+            fallback_zero, reference_start) -> dict:
     """Run B rollouts for T steps. sched: dict of [B, T] arrays (start, start_d, start_dhat, start_s,
-    arrive, stall, pause). fallback_zero: traced bool (True: `zero` fallback, False: `hold`).
+    start_shift, arrive, stall, pause). fallback_zero: traced bool (True: `zero` fallback, False: `hold`).
+    reference_start: traced bool, the step-0 start is inference 1 of the reference start-up (run it),
+    not the synchronous first chunk (skip it).
     Returns a dict of per-rollout metrics [B] and scalars (see module docstring)."""
     H, B, T, Ad = static.H, static.B, static.T, static.action_dim
     env = static.env
@@ -153,7 +168,7 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         return c
 
     def body(c, x):
-        j, start, sd, sdh, ss, arrive, sched_stall, pause = x
+        j, start, sd, sdh, ss, shift, arrive, sched_stall, pause = x
         c = dict(c)
         # 1. swap in a chunk that was started at an earlier step and lands now
         if te_on:
@@ -161,10 +176,10 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         A = jnp.where(arrive[:, None, None], c["pend"], c["A"])  # [B, H, A]
         t = jnp.where(arrive, c["pend_d"], c["t"])  # [B]
         # 2. start an inference (policy evaluated only when some rollout starts)
-        start = start & (j > 0)  # k = 0 was the synchronous first chunk
+        start = start & ((j > 0) | reference_start)  # k = 0 was the synchronous first chunk
         any_start = jnp.any(start)
-        prefix = shift_prefix(A, ss)  # [B, H, A]
-        keys = policy_step_keys(pol_keys, j)  # [B, 2]
+        prefix = shift_prefix(A, shift)  # [B, H, A]
+        keys = inference_keys(pol_keys, j)  # [B, 2]
         new = jax.lax.cond(
             any_start,
             lambda: method_fn(policy, c["obs"], prefix, sdh, ss, keys)[0].astype(f32),
@@ -219,7 +234,8 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
 
     xs = (
         jnp.arange(T, dtype=i32),
-        *(jnp.asarray(sched[k]).T for k in ("start", "start_d", "start_dhat", "start_s", "arrive", "stall", "pause")),
+        *(jnp.asarray(sched[k]).T for k in ("start", "start_d", "start_dhat", "start_s", "start_shift", "arrive", "stall",
+                                             "pause")),
     )  # each [T, B]
     c, acts = jax.lax.scan(body, carry, xs)
     cost = impl.cost

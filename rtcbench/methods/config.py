@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 
 class _Method(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # no bool or str read as a number
 
     name: str | None = Field(default=None, description="label in the results store; default derived from the config")
     policy: str | None = Field(default=None, description="this method's own checkpoint instead of the scenario's "

@@ -26,15 +26,6 @@ KINDS = ("bc", "ttrtc")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file's bytes (the checkpoint hash used in a scenario's config_hash)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``NAME``, ``NAME.msgpack`` or ``NAME.json`` -> (weights path, sidecar path)."""
     p = Path(path)

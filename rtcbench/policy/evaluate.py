@@ -112,7 +112,10 @@ def _make_chunked_eval(level, graphdef, H: int, cfg: ChunkedEvalConfig):
         env_state, obs, finished, solved, length = carry
         action, key = xs  # [B, A]
         k_noise, k_env = jax.random.split(key)
-        executed = jnp.clip(action + cfg.action_noise * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
+        # No clip here, as in the engine: kinetix clips inside env.step (motors to [-1, 1], thrusters to
+        # [0, 1]), so an out-of-range action reaches the physics exactly as its clipped self would
+        # (tests/engine/test_action_range.py); a clip to [-1, 1] here only duplicated part of that.
+        executed = action + cfg.action_noise * jax.random.normal(k_noise, action.shape)
         obs, env_state, _, done, info = jax.vmap(level.step)(jax.random.split(k_env, B), env_state, executed)
         newly = done & ~finished
         solved = solved | (newly & (info["GoalR"] > 0))
@@ -191,7 +194,7 @@ def evaluate_baseline(level, kind: str, n: int, seed: int, max_steps: int = DEFA
             action = jax.random.uniform(k_act, (n, level.action_dim), minval=-1.0, maxval=1.0)
         else:
             action = jnp.zeros((n, level.action_dim))
-        executed = jnp.clip(action + ACTION_NOISE_STD * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
+        executed = action + ACTION_NOISE_STD * jax.random.normal(k_noise, action.shape)  # kinetix clips (see above)
         _, env_state, _, done, info = jax.vmap(level.step)(jax.random.split(k_env, n), env_state, executed)
         return env_state, (done, info["GoalR"] > 0)
 

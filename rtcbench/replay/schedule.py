@@ -17,6 +17,22 @@ Facts that the code below relies on (one inference thread, so chunk k-1 has alwa
 - A violation (``d_k > H - s_k``) is exactly a stall during inference k's flight ``[tau_k, tau_k + d_k)``,
   or, when ``s_k > H``, an old chunk that already ran out before inference k started.
 
+Start-up (``start``). ``sync`` (the default, DESIGN.md §1): the first chunk k = 0 is computed at step 0
+with no delay and its first ``s_1 + d_1`` actions run before anything else lands. ``reference``: the
+start of the RTC reference's eval loop (Black et al. 2025, ``eval_flow.py``), where the loop's first
+iteration samples a second chunk from the *first* observation, guided by the first chunk, so inference
+k = 1 starts at step 0 as well (``tau_1 = 0``) and lands at ``d_1``::
+
+    fixed d = 2, s = 3        step  0  1  2  3  4  5  6  7  8
+    sync       inference          k0       k1       k2             chunk k0 runs steps 0..4
+    reference  inference          k0,k1    k2       k3             chunk k0 runs steps 0..1 only
+
+Under ``reference`` the prefix of k = 1 is the whole first chunk, unshifted (``shift_1 = 0``: no action
+was consumed yet), while the method still sees ``s_1`` = the horizon's step (``s`` or ``s_min``), as the
+reference computes its prefix weights with its execution horizon in every iteration. After the first
+chunk the two timelines are the same, one inference apart. ``shift_k`` (the actions of the current chunk
+consumed when inference k starts, the engine's prefix shift) equals ``s_k`` everywhere else.
+
 ``s_k`` is kept raw: under ``fixed_clock`` with a delay well above s, or after a delay longer than H,
 ``s_k`` can exceed H. The prefix ``A[s_k:]`` is then empty (all padding) and the inference is a violation
 whatever its delay. Forecasts ``dhat_k`` are kept raw too (they may exceed ``H - s_k``); a method clips
@@ -36,6 +52,7 @@ import numpy as np
 
 from rtcbench.replay.horizon import AdaptiveHorizon, FixedClockHorizon
 from rtcbench.replay.profiles import MAX_DELAY_STEPS
+from rtcbench.stats import nearest_rank_percentile
 
 
 @dataclass(frozen=True)
@@ -45,7 +62,7 @@ class ScheduleStats:
     d percentiles use the true delays (under ``world_pauses`` too, where they become pauses).
     Violation, forecast-miss and over-forecast rates and ``dhat`` describe the control timeline the
     method sees: with ``world_pauses`` every control delay is 0, so they are 0.
-    Percentiles use numpy's default (linear interpolation). All fields are NaN when no inference k >= 1
+    Percentiles are nearest-rank (`rtcbench.stats.nearest_rank_percentile`): always a delay that occurred. All fields are NaN when no inference k >= 1
     starts (max_steps too short).
     """
 
@@ -93,6 +110,17 @@ class Schedule:
     H: int
     world_pauses: bool
     d_true: np.ndarray  # [B, K] int32 drawn delays (== d unless world_pauses)
+    # [B, K] int32 actions of the current chunk consumed when inference k starts (the prefix shift);
+    # equal to s except inference 1 under start="reference" (0). None: equal to s.
+    shift: np.ndarray | None = None
+    start_shift: np.ndarray | None = None  # [B, T] int32 shift at each start step (None: start_s)
+    reference_start: bool = False  # start="reference": inference 1 runs at step 0 after the first chunk
+
+    def __post_init__(self):
+        if self.shift is None:
+            object.__setattr__(self, "shift", self.s)
+        if self.start_shift is None:
+            object.__setattr__(self, "start_shift", self.start_s)
 
     @property
     def n_rollouts(self) -> int:
@@ -109,8 +137,9 @@ class Schedule:
 
     @property
     def violation(self) -> np.ndarray:
-        """[B, K] bool: d_k > H - s_k, for existing inferences k >= 1."""
-        return self._k_ge_1() & (self.d > self.H - self.s)
+        """[B, K] bool: d_k > H - shift_k (the current chunk runs out in flight), for existing k >= 1.
+        shift_k = s_k except inference 1 under start="reference"."""
+        return self._k_ge_1() & (self.d > self.H - self.shift)
 
     @property
     def forecast_miss(self) -> np.ndarray:
@@ -163,6 +192,7 @@ def schedule_from_delays(
     H: int,
     max_steps: int,
     world_pauses: bool = False,
+    start: str = "sync",
 ) -> Schedule:
     """Build the schedule from given delays and forecasts of inferences k = 1, 2, ...
 
@@ -172,8 +202,11 @@ def schedule_from_delays(
     suffices). ``horizon`` is an `AdaptiveHorizon` or `FixedClockHorizon`.
 
     With ``world_pauses`` (method ``sync``) the control timeline uses d = dhat = 0 and the drawn delays
-    become ``pause`` at each start step.
+    become ``pause`` at each start step. ``start``: ``sync`` or ``reference`` (see the module docstring).
     """
+    if start not in ("sync", "reference"):
+        raise ValueError(f"start must be 'sync' or 'reference', got {start!r}")
+    reference = start == "reference"
     d = np.asarray(d)
     dhat = np.asarray(dhat)
     if d.ndim != 2 or d.shape != dhat.shape:
@@ -196,13 +229,16 @@ def schedule_from_delays(
     else:
         d_ctrl_all, dhat_ctrl_all = d_true_all, dhat_all
 
-    tau_all = _next_starts(d_ctrl_all, horizon, T)  # [B, K_raw + 2]
+    if reference:  # inference 1 at step 0, then the horizon's rule from there
+        tau_all = np.concatenate([zero_col, _next_starts(d_ctrl_all[:, 1:], horizon, T)], axis=1)
+    else:
+        tau_all = _next_starts(d_ctrl_all, horizon, T)  # [B, K_raw + 2]
     if (tau_all[:, K_raw + 1] < T).any():
         raise ValueError(
             f"{K_raw} delays per rollout do not cover max_steps={T}: pass at least {(T - 1) // horizon.min_step}"
         )
 
-    n_inf = (tau_all[:, : K_raw + 1] < T).sum(axis=1).astype(np.int32)  # [B] (tau strictly increases)
+    n_inf = (tau_all[:, : K_raw + 1] < T).sum(axis=1).astype(np.int32)  # [B] (tau non-decreasing)
     K = int(n_inf.max())
     valid = np.arange(K)[None, :] < n_inf[:, None]  # [B, K]
 
@@ -210,21 +246,30 @@ def schedule_from_delays(
     s = np.zeros((B, K), np.int64)
     s[:, 1:] = tau_all[:, 1:K] - tau_all[:, : K - 1]
     s = np.where(valid, s, 0)
+    shift = s.copy()  # actions of the current chunk consumed at tau_k
+    if reference and K > 1:
+        s[:, 1] = np.where(valid[:, 1], horizon.min_step, 0)  # what the reference's method sees
     d_ctrl = np.where(valid, d_ctrl_all[:, :K], 0)
     dhat_ctrl = np.where(valid, dhat_ctrl_all[:, :K], 0)
     d_true = np.where(valid, d_true_all[:, :K], 0)
 
-    # ---- per-step arrays [B, T]
-    rows = np.broadcast_to(np.arange(B)[:, None], (B, K))[valid]  # [N] rollout of each inference
-    starts = tau[valid]  # [N]
+    # ---- per-step arrays [B, T]. Under `reference`, k = 0 and k = 1 share step 0; the step's entries are
+    # those of k = 1 (k = 0 is the synchronous first chunk, computed before the scan).
+    on_steps = valid.copy()
+    if reference:
+        on_steps[:, 0] = False
+    rows = np.broadcast_to(np.arange(B)[:, None], (B, K))[on_steps]  # [N] rollout of each inference
+    starts = tau[on_steps]  # [N]
     start = np.zeros((B, T), bool)
     start[rows, starts] = True
     start_d = np.zeros((B, T), np.int32)
-    start_d[rows, starts] = d_ctrl[valid]
+    start_d[rows, starts] = d_ctrl[on_steps]
     start_dhat = np.zeros((B, T), np.int32)
-    start_dhat[rows, starts] = dhat_ctrl[valid]
+    start_dhat[rows, starts] = dhat_ctrl[on_steps]
     start_s = np.zeros((B, T), np.int32)
-    start_s[rows, starts] = s[valid]
+    start_s[rows, starts] = s[on_steps]
+    start_shift = np.zeros((B, T), np.int32)
+    start_shift[rows, starts] = shift[on_steps]
 
     landing = tau + d_ctrl  # [B, K] step where chunk k lands
     lands_in_run = valid & (landing < T)
@@ -246,9 +291,9 @@ def schedule_from_delays(
 
     pause = np.zeros((B, T), np.int32)
     if world_pauses:
-        pause[rows, starts] = d_true[valid]
+        pause[rows, starts] = d_true[on_steps]
 
-    stats = _stats(d_true, d_ctrl, dhat_ctrl, s, valid, stall, H)
+    stats = _stats(d_true, d_ctrl, dhat_ctrl, s, shift, valid, stall, H)
     i32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)
     return Schedule(
         tau=i32(tau),
@@ -267,10 +312,13 @@ def schedule_from_delays(
         H=int(H),
         world_pauses=bool(world_pauses),
         d_true=i32(d_true),
+        shift=i32(shift),
+        start_shift=start_shift,
+        reference_start=reference,
     )
 
 
-def _stats(d_true, d_ctrl, dhat_ctrl, s, valid, stall, H) -> ScheduleStats:
+def _stats(d_true, d_ctrl, dhat_ctrl, s, shift, valid, stall, H) -> ScheduleStats:
     mask = valid.copy()
     mask[:, 0] = False  # k = 0 is synchronous
     n = int(mask.sum())
@@ -282,8 +330,9 @@ def _stats(d_true, d_ctrl, dhat_ctrl, s, valid, stall, H) -> ScheduleStats:
     dc = d_ctrl[mask]
     dh = dhat_ctrl[mask]
     sk = s[mask]
-    d_p = np.percentile(dt, [50, 95, 99])
-    dhat_p = np.percentile(dh, [50, 95, 99])
+    shk = shift[mask]
+    d_p = nearest_rank_percentile(dt, [50, 95, 99])
+    dhat_p = nearest_rank_percentile(dh, [50, 95, 99])
     return ScheduleStats(
         n_inferences=n,
         d_p50=float(d_p[0]),
@@ -294,7 +343,7 @@ def _stats(d_true, d_ctrl, dhat_ctrl, s, valid, stall, H) -> ScheduleStats:
         dhat_p50=float(dhat_p[0]),
         dhat_p95=float(dhat_p[1]),
         dhat_p99=float(dhat_p[2]),
-        violation_rate=float((dc > H - sk).mean()),
+        violation_rate=float((dc > H - shk).mean()),
         forecast_miss_rate=float((dc > dh).mean()),
         over_forecast_rate=float((dc < dh).mean()),
         stall_fraction=stall_fraction,
@@ -335,4 +384,5 @@ def build_schedule(
     K_raw = n_delays_needed(setup.horizon, max_steps)
     d = d[:, :K_raw]
     dhat = forecast(setup.forecaster, d)  # [B, K_raw]
-    return schedule_from_delays(d, dhat, horizon=setup.horizon, H=H, max_steps=max_steps, world_pauses=world_pauses)
+    return schedule_from_delays(d, dhat, horizon=setup.horizon, H=H, max_steps=max_steps, world_pauses=world_pauses,
+                                start=setup.start)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_serializer
 
 from rtcbench.replay.base import StrictModel
 from rtcbench.replay.forecast import Forecaster
@@ -20,6 +22,10 @@ class DelaySetup(StrictModel):
           tail: [{kind: cap, d_max: 5}]
           forecaster: {kind: window_max, b: 10, init: 3}
           horizon: {kind: adaptive, s_min: 3}
+          start: sync          # or reference (rtcbench.replay.schedule: the RTC reference's start-up)
+
+    ``start`` is left out of dumps while it has its default, so the config hash of every setup written
+    before the option existed is unchanged.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64, description="unique within the scenario")
@@ -27,6 +33,16 @@ class DelaySetup(StrictModel):
     tail: list[TailControl] = Field(default_factory=list, description="applied in order")
     forecaster: Forecaster
     horizon: HorizonPolicy
+    start: Literal["sync", "reference"] = Field(
+        default="sync", description="sync: the first chunk runs s_1 + d_1 steps (DESIGN.md §1); reference: the RTC "
+        "reference eval loop's start, a second inference from the first observation at step 0")
+
+    @model_serializer(mode="wrap")
+    def _drop_default_start(self, handler):
+        data = handler(self)
+        if isinstance(data, dict) and data.get("start") == "sync":
+            del data["start"]
+        return data
 
     def trace_paths(self) -> list[str]:
         """Trace files this setup reads (as written, relative to the scenario's directory)."""

@@ -18,6 +18,7 @@ A scenario hashes the file's bytes (sha256), so an edited trace changes the scen
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from rtcbench.errors import UserError
+from rtcbench.errors import NESTED_TOO_DEEPLY, UserError
 from rtcbench.replay.base import StrictModel
 
 TRACE_FORMAT = "rtcbench-trace"
@@ -54,14 +55,6 @@ class Trace:
     latencies_ms: np.ndarray  # [N] float64
     sha256: str  # of the file's bytes
     path: Path | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def validate_latencies(values, *, path: str | None, field: str = "latencies_ms") -> np.ndarray:
@@ -100,6 +93,8 @@ def read_trace(path: str | Path) -> Trace:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise UserError("is not UTF-8 text; a trace is a JSON file (see `rtcbench trace import`)", path=where) from None
+    except RecursionError:
+        raise UserError(NESTED_TOO_DEEPLY + "; a trace is a JSON object with a flat list 'latencies_ms'", path=where) from None
     except ValueError as exc:
         if str(exc) in ("NaN", "Infinity", "-Infinity"):
             raise UserError(
@@ -195,7 +190,10 @@ def load_latencies(
     """Read latencies (ms) from CSV, JSON or Parquet for ``rtcbench trace import``.
 
     - CSV / Parquet: one column of latencies (``column``, or the only column), or ``start`` and ``end``
-      timestamp columns (latency = end - start). Values are in ``unit``.
+      timestamp columns (latency = end - start). Values are in ``unit``. A CSV has a header row unless
+      every field of its first row is a number; then it has none and its columns are named ``0``, ``1``,
+      ... (so ``40\n41\n42`` is three latencies). A blank line inside a CSV is refused with its line
+      number, never skipped; blank lines at the end of the file are ignored.
     - JSON: a list of numbers, an object with ``latencies_ms`` (an rtcbench trace), or an object with a
       list under ``column``.
     Validated: no empty, missing, non-numeric, NaN, infinite or negative values.
@@ -214,6 +212,8 @@ def load_latencies(
             data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
         except ValueError as exc:
             raise UserError(f"is not valid JSON or contains NaN/Infinity ({exc})", path=where) from None
+        except RecursionError:
+            raise UserError(NESTED_TOO_DEEPLY + "; give a flat list of latencies", path=where) from None
         if isinstance(data, dict):
             key = column or "latencies_ms"
             if key not in data:
@@ -224,9 +224,10 @@ def load_latencies(
         else:
             values, field = data, "[]"
         return validate_latencies(values, path=where, field=field) * _time_scale(unit)
+    first_line = None  # the file line of frame row 0 (CSV only; Parquet rows are reported 0-based)
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame, first_line = _read_csv(path)
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -240,8 +241,8 @@ def load_latencies(
         for name in (start, end):
             if name not in columns:
                 raise UserError(f"has no column {name!r}; columns: {', '.join(columns)}", path=where, field=name)
-        s = _numeric_column(frame[start], where, start)
-        e = _numeric_column(frame[end], where, end)
+        s = _numeric_column(frame[start], where, start, first_line)
+        e = _numeric_column(frame[end], where, end, first_line)
         return validate_latencies(list((e - s) * _time_scale(unit)), path=where, field=f"{end} - {start}")
     if column is None:
         if len(columns) != 1:
@@ -252,21 +253,55 @@ def load_latencies(
         column = columns[0]
     if column not in columns:
         raise UserError(f"has no column {column!r}; columns: {', '.join(columns)}", path=where, field=column)
-    values = _numeric_column(frame[column], where, column)
+    values = _numeric_column(frame[column], where, column, first_line)
     return validate_latencies(list(values * _time_scale(unit)), path=where, field=column)
 
 
-def _numeric_column(series, where: str, name: str) -> np.ndarray:
+def _is_number(text) -> bool:
+    try:
+        float(str(text).strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path):
+    """A CSV as strings -> (frame, file line of row 0). Header detection and blank lines: see load_latencies."""
+    import io
+
     import pandas as pd
+
+    text = path.read_text(encoding="utf-8").rstrip("\r\n\t ")
+    if not text:
+        return pd.DataFrame({"0": pd.Series([], dtype=object)}), 1
+    first = next(csv.reader([text.splitlines()[0]]))
+    has_header = not all(field.strip() and _is_number(field) for field in first)
+    frame = pd.read_csv(
+        io.StringIO(text + "\n"), header=0 if has_header else None, dtype=str, skip_blank_lines=False
+    )
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, (2 if has_header else 1)
+
+
+def _numeric_column(series, where: str, name: str, first_line: int | None = None) -> np.ndarray:
+    """Numbers of one column; a bad entry is named by its file line (CSV) or its 0-based row."""
+    import pandas as pd
+
+    def at(i: int) -> str:
+        return f"line {i + first_line}" if first_line is not None else f"row {i}"
 
     numeric = pd.to_numeric(series, errors="coerce")
     bad = numeric.isna() & ~series.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"row {i}: {series.iloc[i]!r} is not a number", path=where, field=name)
+        raise UserError(f"{at(i)}: {series.iloc[i]!r} is not a number", path=where, field=name)
     if numeric.isna().any():
         i = int(np.flatnonzero(numeric.isna().to_numpy())[0])
-        raise UserError(f"row {i} is empty or NaN; latencies must be finite numbers >= 0", path=where, field=name)
+        raise UserError(
+            f"{at(i)} is empty or NaN (blank lines are not skipped); latencies must be finite numbers >= 0",
+            path=where,
+            field=name,
+        )
     if len(numeric) == 0:
         raise UserError("has no rows; a trace needs at least one latency", path=where, field=name)
     return numeric.to_numpy(np.float64)

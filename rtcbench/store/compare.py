@@ -49,7 +49,11 @@ BETTER, WORSE, NOT_SIGNIFICANT, NOT_COMPARABLE, INVALID = (
     "not comparable",
     "invalid",
 )
-EXIT_OK, EXIT_REGRESSION, EXIT_INVALID = 0, 1, 2
+# Exit codes of `rtcbench compare` (a CI job branches on them; pytest's convention where it has one):
+#   0 no regression; 1 regression (some cell worse); 2 invalid or not comparable results (a cell with
+#   zero rollouts, a failed run, a changed policy or trace); 4 usage error (a flag, a run id or the
+#   database file is wrong: the comparison never ran).
+EXIT_OK, EXIT_REGRESSION, EXIT_INVALID, EXIT_USAGE = 0, 1, 2, 4
 
 
 def parse_thresholds(specs: list[str] | None) -> dict[str, float]:

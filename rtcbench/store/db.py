@@ -74,6 +74,18 @@ def lock_timeout_from_env() -> float:
 
 def check_db_path(path: Path, *, must_exist: bool) -> None:
     """Refuse a path that cannot be a database file, before anything is written."""
+    text = str(path)
+    if text == ":memory:" or text.startswith(":memory:"):
+        raise UserError(
+            "is DuckDB's in-memory database: a run's results would vanish when it ends; give a file path",
+            path=text, field="--db",
+        )
+    if "?" in text:
+        raise UserError(
+            "contains '?', which reads as URL parameters (DuckDB settings are not taken from --db); "
+            "give a plain file path",
+            path=text, field="--db",
+        )
     if path.is_dir():
         raise UserError("is a directory; give the path of a DuckDB file (e.g. results.duckdb)", path=str(path), field="--db")
     if must_exist and not path.exists():
@@ -82,6 +94,39 @@ def check_db_path(path: Path, *, must_exist: bool) -> None:
         raise UserError(f"directory {str(path.parent)!r} does not exist", path=str(path), field="--db")
     if path.exists() and not os.access(path, os.R_OK):
         raise UserError("database file is not readable", path=str(path), field="--db")
+
+
+# DuckDB's file layout: one 4 KiB file header and two 4 KiB database headers, then fixed-size blocks
+# numbered from 0. tests/store/test_schema.py checks this against fresh files, so a change fails there.
+DUCKDB_HEADER_BYTES = 3 * 4096
+
+
+def check_intact(execute: Callable[[str], list], path: Path) -> None:
+    """Refuse a file too short to hold the blocks its own metadata uses (a truncated copy or download).
+
+    DuckDB opens such a file and answers from its metadata (schema version, counts), then fails with an
+    IOException when a query reaches a missing block, after a run has computed its cells. The bound is
+    a lower one, so it never refuses a whole file: every used block and every table segment's block id
+    must lie inside the file (free blocks at the end may legitimately be cut off by DuckDB itself).
+    Skipped while a write-ahead log sits beside the file: its blocks are not in the file yet.
+    """
+    if Path(str(path) + ".wal").exists():
+        return
+    block_size, used_blocks = execute("SELECT block_size, used_blocks FROM pragma_database_size()")[0]
+    needed = int(used_blocks)
+    for (table,) in execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"):
+        quoted = str(table).replace("'", "''")
+        top = execute(f"SELECT max(block_id) FROM pragma_storage_info('{quoted}')")[0][0]
+        if top is not None and int(top) >= 0:
+            needed = max(needed, int(top) + 1)
+    expected = DUCKDB_HEADER_BYTES + int(block_size) * needed
+    actual = path.stat().st_size
+    if actual < expected:
+        raise UserError(
+            f"is truncated or damaged: {actual:,} bytes where its data needs at least {needed} blocks "
+            f"({expected:,} bytes); restore it from a copy",
+            path=str(path), field="--db",
+        )
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -129,7 +174,8 @@ class Store:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_from_env() if lock_timeout_s is None else lock_timeout_s
         self.last_connect_s = 0.0
-        self._engine = sa.create_engine(f"duckdb:///{self.path}", poolclass=NullPool)
+        # URL.create keeps the path literal: a string URL would read '?' or '#' in a file name as syntax.
+        self._engine = sa.create_engine(sa.engine.URL.create("duckdb", database=str(self.path)), poolclass=NullPool)
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -153,7 +199,9 @@ class Store:
             conn.close()
 
     def migrate(self, target: int = schema.SCHEMA_VERSION) -> tuple[int, int]:
+        """Check the file is whole, then bring it to `target` (Store.open calls this before any work)."""
         with self.transaction() as conn:
+            check_intact(lambda q: conn.execute(sa.text(q)).fetchall(), self.path)
             return migrate(conn, str(self.path), target)
 
     def version(self) -> int:
@@ -279,6 +327,7 @@ def read_only(path: str | os.PathLike, *, lock_timeout_s: float | None = None, s
     config = {"enable_external_access": False, "lock_configuration": True} if sandbox else {}
     conn = with_lock_retry(lambda: duckdb.connect(str(path), read_only=True, config=config), path, timeout)
     try:
+        check_intact(lambda q: conn.execute(q).fetchall(), path)
         tables = {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
         if "schema_version" not in tables:

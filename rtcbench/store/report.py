@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from rtcbench.errors import UserError
+from rtcbench.shipped import shipped_dir
 
-REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports"
+REPORTS_DIR = shipped_dir("reports")
 QUERIES = ("run", "cells", "jerk", "delay_cdf", "rates")
 
 

@@ -115,6 +115,38 @@ def load_runs(conn: duckdb.DuckDBPyConnection, runs: list[pd.Series], reports_di
     return RunData(list(runs), pd.concat(frames, ignore_index=True), outcomes)
 
 
+def check_sweep(data: RunData) -> None:
+    """A sweep run must hold, on every level, the setups d0..d4 and naive with at least one other sweep
+    method; otherwise its tables would be empty and its claims "not significant" for want of data."""
+    _check_shape(data, "--sweep", "a constant-delay sweep (scenario fixed_sweep)", set(SWEEP_SETUPS),
+                 SWEEP_METHODS)
+
+
+def check_tail(data: RunData) -> None:
+    """A tail run must hold the reference setup (long tail, adaptive, window max) and naive with at least one
+    other tail method on every level."""
+    _check_shape(data, "--tail", "a tail matrix (scenario tail_matrix)", {TAIL_BASELINE_SETUP}, TAIL_METHODS)
+
+
+def _check_shape(data: RunData, flag: str, what: str, setups: set[str], methods: tuple[str, ...]) -> None:
+    runs = ", ".join(str(r["run_id"]) for r in data.runs)
+    for level in sorted(data.cells["level"].unique()):
+        cells = data.cells[data.cells.level == level]
+        missing_setups = sorted(setups - set(cells["setup"]))
+        have = set(cells["method"])
+        problems = []
+        if missing_setups:
+            problems.append(f"setups {', '.join(missing_setups)}")
+        if "naive" not in have:
+            problems.append("method naive")
+        if not have & set(methods[1:]):
+            problems.append(f"any of the methods {', '.join(methods[1:])}")
+        if problems:
+            raise UserError(f"run {runs} is not {what}: on level {level} it has no {'; no '.join(problems)} (it has "
+                            f"setups {', '.join(sorted(set(cells['setup'])))} and methods {', '.join(sorted(have))})",
+                            field=flag)
+
+
 # -- paired statistics ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Paired:

@@ -14,8 +14,8 @@ from rtcbench.engine.rollout import (
     env_rollout_keys,
     env_step_keys,
     first_chunk,
+    inference_keys,
     policy_rollout_keys,
-    policy_step_keys,
 )
 
 LEVEL = "s/h8_unicycle_balance"
@@ -23,7 +23,7 @@ B, T, H, N_FLOW = 8, 64, 8, 5
 ENV_SEED, POLICY_SEED = 7, 11
 
 
-def make_schedule(d, dhat=None, *, s_min=3, world_pauses=False, T_=T):
+def make_schedule(d, dhat=None, *, s_min=3, world_pauses=False, T_=T, start="sync"):
     """Schedule from a [B, K] delay array (adaptive horizon) via the replay package."""
     from rtcbench.replay.horizon import AdaptiveHorizon
     from rtcbench.replay.schedule import schedule_from_delays
@@ -31,7 +31,7 @@ def make_schedule(d, dhat=None, *, s_min=3, world_pauses=False, T_=T):
     d = np.asarray(d, np.int64)
     dhat = d if dhat is None else np.asarray(dhat, np.int64)
     return schedule_from_delays(d, dhat, horizon=AdaptiveHorizon(s_min=s_min), H=H, max_steps=T_,
-                                world_pauses=world_pauses)
+                                world_pauses=world_pauses, start=start)
 
 
 def three_delay_setups(seed: int = 0) -> dict:
@@ -94,7 +94,7 @@ class Loop:
 
     def new_chunk(self, prefix, dhat, s):
         return self.chunk(self.pstate, self.obs, prefix, jnp.full((B,), dhat), jnp.full((B,), s),
-                          policy_step_keys(self.pk, self.j))
+                          inference_keys(self.pk, self.j))
 
     def recorded(self) -> np.ndarray:
         return np.stack(self.actions, axis=1)  # [B, T, A]
@@ -112,6 +112,22 @@ def chunk_level_loop(loop: Loop, d: int, s: int) -> np.ndarray:
             if loop.j < T:
                 loop.execute(a)
         A = new
+    return loop.recorded()
+
+
+def reference_loop(loop: Loop, d: int, s: int) -> np.ndarray:
+    """The RTC reference's eval loop as its code comments describe it (Black et al. 2025, eval_flow.py),
+    written as a plain loop: a first chunk from the first observation; then, every s steps, a new chunk
+    from the current observation with the current chunk as prefix (no action consumed yet in the first
+    iteration; afterwards the chunk shifted by s and zero-padded), executing d actions of the current
+    chunk and then the new chunk's actions d..s-1."""
+    chunk = loop.reset()
+    while loop.j < T:
+        new = loop.new_chunk(chunk, d, s)
+        for a in [chunk[:, i] for i in range(d)] + [new[:, i] for i in range(d, s)]:
+            if loop.j < T:
+                loop.execute(a)
+        chunk = jnp.concatenate([new[:, s:], jnp.zeros((B, s, loop.Ad))], axis=1)
     return loop.recorded()
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rtcbench.errors import UserError
-from rtcbench.policy.checkpoint import file_sha256, load_policy, save_policy
+from rtcbench.hashing import file_sha256
+from rtcbench.policy.checkpoint import load_policy, save_policy
 from rtcbench.policy.model import make_config, make_policy
 
 

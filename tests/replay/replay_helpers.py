@@ -55,3 +55,19 @@ def write_scenario(folder: Path, data: dict, name: str = "scenario.yaml") -> Pat
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def install_real_checkpoint(folder: Path) -> Path:
+    """Copy the shipped LEVEL BC checkpoint (weights + sidecar) over the placeholder of `scenario_dir`, so
+    that `validate`, which loads every checkpoint, passes -> the weights path."""
+    import shutil
+
+    src = REPO_ROOT / "policies" / LEVEL.replace("/", "_")
+    dst = folder / "policies" / LEVEL.replace("/", "_")
+    dst.mkdir(parents=True, exist_ok=True)
+    for suffix in (".msgpack", ".json"):
+        shutil.copyfile(src / f"bc{suffix}", dst / f"bc{suffix}")
+    return dst / "bc.msgpack"

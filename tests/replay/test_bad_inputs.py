@@ -31,9 +31,19 @@ EXPECTED = {
     "duplicate_key.yaml": ([], "key 'rollouts' appears twice"),
     "probs_not_summing.yaml": ([], "field 'setups[0].profile.base'"),
     "negative_beta.yaml": ([], "field 'methods[1].beta'"),
+    # booleans and strings are not numbers (pydantic's lax mode read `rollouts: true` as 1 rollout)
+    "rollouts_bool.yaml": ([], "field 'rollouts'"),
+    "beta_bool.yaml": ([], "field 'methods[1].beta'"),
+    "seed_bool.yaml": ([], "field 'seeds.env'"),
+    "delay_string.yaml": ([], "field 'setups[0].profile.d'"),
+    # a seed past 32 bits overflowed after a 'failed' run row was written; 10^12 rollouts hit numpy's allocator
+    "seed_too_big.yaml": ([], "field 'seeds.env'"),
+    "rollouts_huge.yaml": ([], "GiB for one cell's delay schedule"),
     "drop_spikes_without_spikes.yaml": ([], "field 'setups[0].tail[0].above'"),
     "not_a_mapping.yaml": ([], "must be a YAML mapping"),
     "trace_negative.json": ([], "field 'latencies_ms[2]'"),
+    "deep_nesting.yaml": ([], "nested too deeply"),  # was a RecursionError traceback, exit 1
+    "trace_deep_nesting.json": ([], "nested too deeply"),
     "trace_nan.json": ([], "field 'latencies_ms'"),
     "trace_empty.json": ([], "field 'latencies_ms'"),
     "trace_format_version.json": ([], "field 'format_version'"),
@@ -71,6 +81,26 @@ def test_bad_input_exit_code_2_names_field(name, tmp_path, capsys):
     assert needle in err, err
     assert name in err or "trace_negative.json" in err  # names the file
     assert not out_dir.exists()  # nothing written
+
+
+def test_run_refuses_a_rollouts_override_too_big_for_memory(tmp_path, capsys):
+    scenario = Path(__file__).resolve().parents[2] / "bench" / "scenarios" / "longtail_5pct.yaml"
+    db = tmp_path / "r.duckdb"
+    rc = main(["run", str(scenario), "--rollouts", str(10**12), "--db", str(db)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "field 'rollouts'" in err and "GiB" in err and "Traceback" not in err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("argv", [["schedule"], ["run", "--db", "{tmp}/r.duckdb"]])
+def test_deep_nesting_is_refused_by_every_command(argv, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    rc = main([args[0], str(BAD / "deep_nesting.yaml"), *args[1:]])
+    err = capsys.readouterr().err
+    assert rc == 2 and "deep_nesting.yaml" in err and "nested too deeply" in err
+    assert not (tmp_path / "r.duckdb").exists()
+    rc = main(["trace", "import", str(BAD / "trace_deep_nesting.json"), "--name", "t", "--out-dir", str(tmp_path / "o")])
+    assert rc == 2 and "nested too deeply" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_schedule_command_rejects_bad_scenario(capsys):

@@ -98,8 +98,8 @@ def test_packed_levels_validate_resolve_and_hash(scenario_dir):
 
 
 def test_project_levels_validate_resolve_and_hash(scenario_dir):
+    from rtcbench.hashing import file_sha256
     from rtcbench.levels import project_level_file
-    from rtcbench.scenario import file_sha256
 
     name = "rtc/cartpole_short:packed"
     data = scenario_dict()

@@ -231,3 +231,29 @@ def test_dtypes_and_shapes():
     for name in ("start", "arrive", "stall"):
         assert getattr(sched, name).dtype == bool and getattr(sched, name).shape == (5, 50)
     assert sched.n_inferences.dtype == np.int32
+
+
+def test_nearest_rank_percentile_is_a_value_that_occurred():
+    from rtcbench.stats import nearest_rank_percentile
+
+    values = np.array([1] * 95 + [4] * 5)
+    # linear interpolation would say p95 = 1.15 steps, a delay no inference can have
+    assert np.percentile(values, 95) == pytest.approx(1.15)
+    assert nearest_rank_percentile(values, 95) == 1
+    assert nearest_rank_percentile(values, 96) == 4
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 100, 513):
+        x = rng.integers(0, 9, size=n)
+        for q in (0, 1, 50, 95, 99, 99.9, 100):
+            k = max(int(np.ceil(q / 100 * n - 1e-12)) - 1, 0)
+            assert nearest_rank_percentile(x, q) == np.sort(x)[k], (n, q)
+
+
+def test_schedule_delay_percentiles_are_realisable_delays():
+    rng = np.random.default_rng(3)
+    B, T = 64, 120
+    K = n_delays_needed(FixedClockHorizon(s=3), T)
+    d = np.where(rng.random((B, K)) < 0.05, 6, rng.integers(1, 4, size=(B, K)))  # 1-3 steps, 5% spikes of 6
+    sched = schedule_from_delays(d, d, horizon=FixedClockHorizon(s=3), H=8, max_steps=T)
+    for value in (sched.stats.d_p50, sched.stats.d_p95, sched.stats.d_p99, sched.stats.dhat_p95):
+        assert value in {1.0, 2.0, 3.0, 6.0}, value

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from replay_helpers import scenario_dict, write_scenario
+from replay_helpers import install_real_checkpoint, scenario_dict, write_scenario
 
 from rtcbench.cli.main import main
 from rtcbench.errors import UserError
@@ -69,6 +69,34 @@ def test_import_formats(fmt, tmp_path, capsys):
     assert main(["trace", "import", str(path), "--name", "imp", "--out-dir", str(out), "--force", *extra]) == 0
 
 
+def test_import_headerless_csv_keeps_every_latency(tmp_path, capsys):
+    """A CSV of bare numbers has no header: its first value is a latency, not a column name."""
+    path = tmp_path / "l.csv"
+    path.write_text("40\n41\n42\n")
+    out = tmp_path / "traces"
+    assert main(["trace", "import", str(path), "--name", "t", "--out-dir", str(out)]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(read_trace(out / "t.json").latencies_ms, [40.0, 41.0, 42.0])
+    # two headerless columns are named 0 and 1
+    path.write_text("1.5,40\n2.5,41\n")
+    assert main(["trace", "import", str(path), "--name", "u", "--out-dir", str(out), "--column", "1"]) == 0
+    np.testing.assert_array_equal(read_trace(out / "u.json").latencies_ms, [40.0, 41.0])
+
+
+@pytest.mark.parametrize(("text", "blank_line"), [("ms\n40\n\n42\n", 3), ("40\n\n42\n", 2)])
+def test_import_refuses_a_blank_line_inside_a_csv(text, blank_line, tmp_path, capsys):
+    path = tmp_path / "l.csv"
+    path.write_text(text)
+    out = tmp_path / "traces"
+    assert main(["trace", "import", str(path), "--name", "t", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "l.csv" in err and f"line {blank_line} is empty" in err and "Traceback" not in err
+    assert not out.exists()
+    # blank lines at the end of the file are not data
+    path.write_text(text.replace("\n\n", "\n") + "\n\n")
+    assert main(["trace", "import", str(path), "--name", "t", "--out-dir", str(out)]) == 0
+    np.testing.assert_array_equal(read_trace(out / "t.json").latencies_ms, [40.0, 42.0])
+
+
 def test_import_rejects_bad_name(tmp_path, capsys):
     path = tmp_path / "lat.json"
     path.write_text(json.dumps(LAT))
@@ -105,6 +133,7 @@ def test_shipped_traces_are_valid():
 
 
 def test_validate_and_schedule_commands(scenario_dir, capsys):
+    install_real_checkpoint(scenario_dir)
     path = write_scenario(scenario_dir, scenario_dict())
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out

@@ -160,10 +160,18 @@ def test_compare_invalid_and_not_comparable(db_path, baseline_solves, capsys):
     assert any("failed" in note for note in result["notes"])
 
     code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", "no-such-run", "--db", str(db_path))
-    assert code == 2 and "no run 'no-such-run'" in err
+    assert code == 4 and "no run 'no-such-run'" in err  # usage error: not a result
     code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base, "--db", str(db_path),
                             "--threshold", "speed:1")
-    assert code == 2 and "--threshold" in err
+    assert code == 4 and "--threshold" in err
+    code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base, "--db", str(db_path),
+                            "--alpha", "2")
+    assert code == 4 and "--alpha" in err
+    code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base,
+                            "--db", str(db_path.parent / "absent.duckdb"))
+    assert code == 4 and "no such database file" in err
+    code, _, _ = run_main(capsys, "compare", "--baseline", base, "--db", str(db_path))  # --candidate missing
+    assert code == 4
 
 
 def test_compare_invalid_when_rollout_rows_are_missing(db_path, baseline_solves):

@@ -129,12 +129,69 @@ def test_bad_database_paths_give_clear_errors(tmp_path):
 
     for args in (("query", "SELECT 1"), ("report",), ("compare", "--baseline", "a", "--candidate", "b")):
         proc = cli(*args, "--db", str(tmp_path / "absent.duckdb"))
-        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.returncode == (4 if args[0] == "compare" else 2), (args, proc.stderr)
         assert "absent.duckdb" in proc.stderr and "no such database file" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "absent.duckdb").exists()
     proc = cli("query", "SELECT 1", env={"RTCBENCH_DB": str(tmp_path / "via_env.duckdb")})
     assert proc.returncode == 2 and "via_env.duckdb" in proc.stderr
+
+
+def _run_file(path: Path) -> Path:
+    store = Store.open(path)
+    write_run(store, [{"level": "l", "method": m, "setup": "s", "key": m, "solved": np.arange(512) % 3 == 0}
+                      for m in ("naive", "rtc", "bid")])
+    return path
+
+
+def test_duckdb_file_layout_matches_the_truncation_check(tmp_path):
+    """The check's layout is DuckDB's: a whole file holds the headers and every block its data uses, and
+    cutting its last used block is caught (the bound is tight, not only safe)."""
+    from rtcbench.store.db import DUCKDB_HEADER_BYTES, check_intact
+
+    path = _run_file(tmp_path / "r.duckdb")
+    conn = duckdb.connect(str(path), read_only=True)
+    block_size = conn.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+    check_intact(lambda q: conn.execute(q).fetchall(), path)  # a whole file passes
+    conn.close()
+    size = path.stat().st_size
+    assert (size - DUCKDB_HEADER_BYTES) % block_size == 0 and size > DUCKDB_HEADER_BYTES + 2 * block_size
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(path.read_bytes()[: size - block_size])  # one block short
+    conn = duckdb.connect(str(cut), read_only=True)
+    try:
+        with pytest.raises(UserError, match="truncated"):
+            check_intact(lambda q: conn.execute(q).fetchall(), cut)
+    finally:
+        conn.close()
+
+
+def test_truncated_file_is_refused_before_any_work(tmp_path):
+    path = _run_file(tmp_path / "r.duckdb")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated"):
+        Store.open(cut)
+    with pytest.raises(UserError, match="truncated"), read_only(cut):
+        pass
+    for args in (("report", "--out", str(tmp_path / "rep")), ("migrate",), ("query", "SELECT 1"),
+                 ("compare", "--baseline", "a", "--candidate", "b")):
+        proc = cli(*args, "--db", str(cut))
+        assert proc.returncode == (4 if args[0] == "compare" else 2), (args, proc.stdout, proc.stderr)
+        assert "cut.duckdb" in proc.stderr and "truncated" in proc.stderr and "Traceback" not in proc.stderr
+    assert cut.read_bytes() == data[: len(data) // 2]  # nothing written
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("name", [":memory:", "r.duckdb?threads=1"])
+def test_db_paths_that_are_not_files_are_refused(name, tmp_path):
+    target = name if name.startswith(":") else str(tmp_path / name)
+    with pytest.raises(UserError, match="in-memory|URL parameters"):
+        Store.open(target)
+    proc = cli("run", "bench/scenarios/longtail_5pct.yaml", "--db", target, "--rollouts", "2")
+    assert proc.returncode == 2 and "--db" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_cell_is_all_or_nothing(db_path):

@@ -24,21 +24,33 @@ def test_wilson_matches_closed_form_and_edge_cases():
         wilson_interval(3, 2)
 
 
-def test_mcnemar_exact_and_chi2():
+def _exact_two_sided(k: int, n: int) -> float:
+    """2 * P(X <= k), X ~ Binomial(n, 1/2), k <= n/2, capped at 1: written with integers, not scipy."""
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def test_mcnemar_is_exact_at_any_number_of_discordant_pairs():
     base = np.array([True] * 10 + [False] * 2 + [True] * 30)
     cand = np.array([False] * 10 + [True] * 2 + [True] * 30)
     res = mcnemar(base, cand)
     assert (res.baseline_only, res.candidate_only, res.method) == (10, 2, "exact")
     assert res.p_value == pytest.approx(2 * sps.binom.cdf(2, 12, 0.5))  # 0.0386
     assert res.diff == pytest.approx(-8 / 42)
-    # many discordant pairs: chi-square with continuity correction
+    # many discordant pairs (well past the 50 where a chi-square used to take over): still exact
     rng = np.random.default_rng(1)
     b = rng.random(400) < 0.7
     c = rng.random(400) < 0.6
     res = mcnemar(b, c)
     n01, n10 = int((b & ~c).sum()), int((~b & c).sum())
-    assert res.method == "chi2"
-    assert res.p_value == pytest.approx(sps.chi2.sf((abs(n01 - n10) - 1) ** 2 / (n01 + n10), 1))
+    assert n01 + n10 > 150
+    assert res.method == "exact"
+    assert res.p_value == pytest.approx(_exact_two_sided(min(n01, n10), n01 + n10), rel=1e-9)
+    # 60 vs 40 discordant: exact p = 0.0569 where the corrected chi-square says 0.0574 and the uncorrected
+    # one 0.0455 (< 0.05): the verdict near the line must come from the exact test
+    b = np.array([True] * 60 + [False] * 40)
+    res = mcnemar(b, ~b)
+    assert res.p_value == pytest.approx(_exact_two_sided(40, 100), rel=1e-9)
+    assert res.p_value > 0.05
     same = mcnemar(b, b)
     assert same.p_value == 1.0 and same.method == "none"
 

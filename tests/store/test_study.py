@@ -120,3 +120,22 @@ def test_study_errors_name_what_is_missing(db_path, tmp_path, capsys):
                             "--bench", str(bad), "--out", str(tmp_path / "s"))
     assert code == 2 and "bad.jsonl" in err and "line 1" in err
     assert not (tmp_path / "s" / "README.md").exists()
+
+
+def test_study_refuses_a_run_of_another_scenario(db_path, tmp_path, capsys):
+    """A run that is not a sweep (or not a tail matrix) is refused, naming what it lacks, and no page is
+    written: before, the page came out with empty tables and 'not significant' for claims without data."""
+    store = Store.open(db_path)
+    tail = write_run(store, _tail_cells(False))
+    sweep = write_run(store, _sweep_cells())
+    out = tmp_path / "s"
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--sweep", tail, "--skip-tail", "--out", str(out))
+    assert code == 2 and "--sweep" in err and "is not a constant-delay sweep" in err
+    assert "setups d0, d1, d2, d3, d4" in err
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--skip-sweep", "--tail", sweep, "--out", str(out))
+    assert code == 2 and "--tail" in err and "setups lt5.adaptive.wmax" in err
+    only_naive = write_run(store, [c for c in _sweep_cells("s/y") if c["method"] == "naive"])
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--sweep", only_naive, "--skip-tail",
+                            "--out", str(out))
+    assert code == 2 and "any of the methods rtc_exp" in err
+    assert not out.exists()
