@@ -57,6 +57,7 @@ from rtcbench.methods.config import MethodConfig
 from rtcbench.replay.base import StrictModel
 from rtcbench.replay.horizon import AdaptiveHorizon, FixedClockHorizon
 from rtcbench.replay.setup import DelaySetup
+from rtcbench.replay.tail import SCHEDULE_VERSION
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -465,11 +466,13 @@ class Scenario(StrictModel):
 
     @property
     def config_hash(self) -> str:
-        return _sha({"scenario": json.loads(self.canonical_json()), "files": self.file_digests()})
+        return _sha({"scenario": json.loads(self.canonical_json()), "files": self.file_digests(),
+                     "schedule_version": SCHEDULE_VERSION})
 
     @property
     def comparability_key(self) -> str:
-        return _sha({"scenario": json.loads(self.canonical_json(exclude_run=True)), "files": self.file_digests()})
+        return _sha({"scenario": json.loads(self.canonical_json(exclude_run=True)), "files": self.file_digests(),
+                     "schedule_version": SCHEDULE_VERSION})
 
     def _cell_material(self, cell: Cell) -> dict:
         files = {"policy": self.policy_sha256(cell.level)}
@@ -485,6 +488,7 @@ class Scenario(StrictModel):
             files["trace"] = file_sha256(tp)
         return {
             "schema_version": self.schema_version,
+            "schedule_version": SCHEDULE_VERSION,  # how delays are drawn (rtcbench.replay.tail)
             "level": cell.level,
             "method": cell.method.model_dump(mode="json"),
             "setup": cell.setup.model_dump(mode="json"),

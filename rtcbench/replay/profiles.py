@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -41,6 +41,17 @@ def ms_to_steps(ms, dt_ms: float) -> np.ndarray:
     return np.clip(steps, 0, MAX_DELAY_STEPS).astype(np.int64)
 
 
+class BlockRng(Protocol):
+    """What a profile draws from: [B, ...] blocks whose row b comes from rollout b's own stream
+    (`rtcbench.replay.tail.RolloutGenerator`; a plain numpy Generator also fits, for tests)."""
+
+    def random(self, size) -> np.ndarray: ...
+
+    def standard_normal(self, size) -> np.ndarray: ...
+
+    def integers(self, low, high, size) -> np.ndarray: ...
+
+
 @dataclass
 class DrawContext:
     """What a profile needs besides its Generator: the step length, where traces live, the block shape."""
@@ -49,6 +60,7 @@ class DrawContext:
     base_dir: Path
     shape: tuple[int, int]  # (B, K)
     traces: dict = field(default_factory=dict)  # resolved path -> delays in steps [N], loaded once
+    first_rollout: int = 0  # row b of a block is rollout first_rollout + b (its own random stream)
 
 
 @dataclass
@@ -65,7 +77,7 @@ class _NoSpikes:
 
     has_spikes: ClassVar[bool] = False
 
-    def draw(self, rng: np.random.Generator, ctx: DrawContext) -> Draw:
+    def draw(self, rng: BlockRng, ctx: DrawContext) -> Draw:
         steps = self.sample(rng, ctx)
         return Draw(steps=steps, spike=np.zeros(ctx.shape, bool))
 
@@ -79,7 +91,7 @@ class FixedProfile(_NoSpikes, StrictModel):
     kind: Literal["fixed"] = "fixed"
     d: int = Field(ge=0, description="delay in steps")
 
-    def sample(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def sample(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         return np.full(ctx.shape, self.d, np.int64)
 
 
@@ -98,7 +110,7 @@ class CategoricalProfile(_NoSpikes, StrictModel):
             raise ValueError(f"'probs' must sum to 1, got {sum(self.probs):.6g}")
         return self
 
-    def sample(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def sample(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         cdf = np.cumsum(np.asarray(self.probs, np.float64))
         cdf /= cdf[-1]
         idx = np.searchsorted(cdf, rng.random(ctx.shape), side="right")  # [B, K]
@@ -113,7 +125,7 @@ class LognormalProfile(_NoSpikes, StrictModel):
     sigma: float = Field(ge=0)
     shift_ms: float = Field(default=0.0, ge=0, description="fixed minimum latency added to every draw")
 
-    def sample(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def sample(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         with np.errstate(over="ignore"):
             ms = self.shift_ms + self.median_ms * np.exp(self.sigma * rng.standard_normal(ctx.shape))
         return ms_to_steps(ms, ctx.dt_ms)
@@ -127,7 +139,7 @@ class ParetoProfile(_NoSpikes, StrictModel):
     alpha: float = Field(gt=0, description="tail index; smaller is heavier (alpha <= 2: infinite variance)")
     shift_ms: float = Field(default=0.0, ge=0)
 
-    def sample(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def sample(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         u = 1.0 - rng.random(ctx.shape)  # (0, 1]
         with np.errstate(over="ignore"):
             ms = self.shift_ms + self.scale_ms * u ** (-1.0 / self.alpha)
@@ -152,12 +164,12 @@ class MixtureProfile(StrictModel):
 
     has_spikes: ClassVar[bool] = True
 
-    def draw(self, rng: np.random.Generator, ctx: DrawContext) -> Draw:
+    def draw(self, rng: BlockRng, ctx: DrawContext) -> Draw:
         base = self.base.sample(rng, ctx)  # [B, K]
         spike = rng.random(ctx.shape) < self.p_spike  # [B, K]
         return Draw(steps=np.where(spike, np.int64(self.d_spike), base), spike=spike)
 
-    def redraw_base(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def redraw_base(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         return self.base.sample(rng, ctx)
 
     def trace_paths(self) -> list[str]:
@@ -178,7 +190,7 @@ class BurstyProfile(StrictModel):
     p_good_to_bad: float = Field(ge=0, le=1)
     p_bad_to_good: float = Field(gt=0, le=1)
 
-    def draw(self, rng: np.random.Generator, ctx: DrawContext) -> Draw:
+    def draw(self, rng: BlockRng, ctx: DrawContext) -> Draw:
         B, K = ctx.shape
         u = rng.random((B, K))
         bad = np.empty((B, K), bool)  # [B, K] state of inference k
@@ -190,7 +202,7 @@ class BurstyProfile(StrictModel):
         bad_steps = self.bad.sample(rng, ctx)
         return Draw(steps=np.where(bad, bad_steps, good_steps), spike=bad)
 
-    def redraw_base(self, rng: np.random.Generator, ctx: DrawContext) -> np.ndarray:
+    def redraw_base(self, rng: BlockRng, ctx: DrawContext) -> np.ndarray:
         return self.good.sample(rng, ctx)
 
     def trace_paths(self) -> list[str]:
@@ -225,7 +237,7 @@ class TraceProfile(StrictModel):
             ctx.traces[key] = ms_to_steps(read_trace(path).latencies_ms, ctx.dt_ms)  # [N]
         return ctx.traces[key]
 
-    def draw(self, rng: np.random.Generator, ctx: DrawContext) -> Draw:
+    def draw(self, rng: BlockRng, ctx: DrawContext) -> Draw:
         trace = self.steps_of_trace(ctx)  # [N]
         n = trace.shape[0]
         B, K = ctx.shape

@@ -12,11 +12,18 @@ draws; ``bursty``: the draws made in the bad state), redrawn from the base (``mi
 profile conditioned on ``d <= above``. Profiles without a spike component need ``above``.
 Redrawn values come from the base distribution, not through earlier tail controls in the list.
 
-Random streams (`numpy.random.SeedSequence` spawn keys under the delay seed) are laid out so that
-adding tail control never changes the base draws: the profile always draws from key (0,), control
-i draws from (i+1,), and replica j of ``hedge`` at position i repeats the profile and controls
-0..i-1 under keys (i+1, j, ...). So, draw for draw, ``cap`` never exceeds its bound and ``hedge`` is
-never worse than the same seed's sequence without it.
+Random streams are keyed by rollout (`numpy.random.SeedSequence` spawn keys under the delay seed).
+Rollout b draws only from streams with spawn keys ``(b, ...)``, so its delay sequence is a pure function of
+(delay seed, b): a run of N rollouts is exactly the first N rollouts of any larger run, and any subset of
+rollouts can be drawn anywhere (schedule version 2; version 1 drew one [B, K] block per run, so rollout
+0's delays depended on B). Under each rollout's key the layout is such that adding tail control never
+changes the base draws: the profile always draws from key (b, 0), control i from (b, i+1), and replica j
+of ``hedge`` at position i repeats the profile and controls 0..i-1 under keys (b, i+1, j, ...). So, draw
+for draw, ``cap`` never exceeds its bound and ``hedge`` is never worse than the same seed's sequence
+without it.
+
+The profiles draw [B, K] blocks from a `RolloutGenerator`, which fills row b from rollout b's own numpy
+Generator, so the profile code stays vectorized over rollouts.
 """
 
 from __future__ import annotations
@@ -60,14 +67,51 @@ class Hedge(StrictModel):
 TailControl = Annotated[Cap | DropSpikes | Hedge, Field(discriminator="kind")]
 
 
-def _rng(delay_seed: int, key: tuple[int, ...]) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(entropy=int(delay_seed), spawn_key=key))
+# Seen by the config hash (rtcbench.scenario): results drawn under another version are "not comparable".
+SCHEDULE_VERSION = 2
+
+
+class RolloutGenerator:
+    """The numpy Generator methods the profiles use, drawing row b of every [B, ...] block from rollout
+    b's own stream: a Philox generator seeded by ``SeedSequence(delay_seed, spawn_key=(first_rollout + b,)
+    + key)``. The per-rollout generators are made on first use (a stream that draws nothing costs nothing;
+    making 2,048 of them takes about 30 ms)."""
+
+    def __init__(self, delay_seed: int, key: tuple[int, ...], n_rollouts: int, first_rollout: int = 0):
+        self._seed, self._key = int(delay_seed), tuple(key)
+        self._n, self._first = int(n_rollouts), int(first_rollout)
+        self._rows: list[np.random.Generator] | None = None
+
+    def _generators(self) -> list[np.random.Generator]:
+        if self._rows is None:
+            self._rows = [np.random.Generator(np.random.Philox(np.random.SeedSequence(
+                entropy=self._seed, spawn_key=(self._first + b, *self._key)))) for b in range(self._n)]
+        return self._rows
+
+    def _stack(self, method: str, size, *args) -> np.ndarray:
+        size = (size,) if isinstance(size, int) else tuple(size)
+        if not size or size[0] != self._n:
+            raise ValueError(f"a block's first axis must be the {self._n} rollouts, got size {size}")
+        return np.stack([getattr(g, method)(*args, size=size[1:]) for g in self._generators()])
+
+    def random(self, size) -> np.ndarray:
+        return self._stack("random", size)
+
+    def standard_normal(self, size) -> np.ndarray:
+        return self._stack("standard_normal", size)
+
+    def integers(self, low, high, size) -> np.ndarray:
+        return self._stack("integers", size, low, high)
+
+
+def _rng(delay_seed: int, key: tuple[int, ...], ctx: DrawContext) -> RolloutGenerator:
+    return RolloutGenerator(delay_seed, key, ctx.shape[0], ctx.first_rollout)
 
 
 def _draw(profile, tails, delay_seed: int, ctx: DrawContext, root: tuple[int, ...]) -> Draw:
-    draw = profile.draw(_rng(delay_seed, root + (0,)), ctx)
+    draw = profile.draw(_rng(delay_seed, root + (0,), ctx), ctx)
     for i, control in enumerate(tails):
-        rng = _rng(delay_seed, root + (i + 1,))
+        rng = _rng(delay_seed, root + (i + 1,), ctx)
         if isinstance(control, Cap):
             draw = Draw(steps=np.minimum(draw.steps, control.d_max), spike=draw.spike)
         elif isinstance(control, DropSpikes):
@@ -85,7 +129,7 @@ def _draw(profile, tails, delay_seed: int, ctx: DrawContext, root: tuple[int, ..
     return draw
 
 
-def _drop_spikes(profile, control: DropSpikes, draw: Draw, rng: np.random.Generator, ctx: DrawContext) -> Draw:
+def _drop_spikes(profile, control: DropSpikes, draw: Draw, rng: RolloutGenerator, ctx: DrawContext) -> Draw:
     if control.above is None:
         if not profile.has_spikes:
             raise UserError(
@@ -119,5 +163,6 @@ def _drop_spikes(profile, control: DropSpikes, draw: Draw, rng: np.random.Genera
 
 
 def draw_delays(profile, tails, delay_seed: int, ctx: DrawContext) -> np.ndarray:
-    """Delays in steps after tail control: [B, K] int64 for inferences k = 1..K (ctx.shape = (B, K))."""
+    """Delays in steps after tail control: [B, K] int64 for inferences k = 1..K (ctx.shape = (B, K)) of
+    rollouts ctx.first_rollout .. ctx.first_rollout + B - 1."""
     return _draw(profile, list(tails), int(delay_seed), ctx, ()).steps

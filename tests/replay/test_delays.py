@@ -301,3 +301,51 @@ def test_edited_trace_changes_delays(tmp_path):
     assert read_trace(tmp_path / "a.json").sha256 != sha_before
     np.testing.assert_array_equal(draws(profile, shape=(2, 6), base_dir=tmp_path)[0], [1, 7, 1, 1, 7, 1])
     np.testing.assert_array_equal(before[0], [1, 1, 1, 1, 1, 1])
+
+
+# ---------------------------------------------------------------------------------------------- streams
+
+TAILS = {
+    "none": [],
+    "cap": [{"kind": "cap", "d_max": 4}],
+    "drop": [{"kind": "drop_spikes", "p": 0.5, "above": 3}],
+    "hedge_after_cap": [{"kind": "cap", "d_max": 5}, {"kind": "hedge", "n": 2}],
+}
+
+
+@pytest.mark.parametrize("tail", list(TAILS))
+@pytest.mark.parametrize("kind", [k for k in PROFILES if k != "fixed"] + ["trace_sequential", "trace_resample"])
+def test_rollout_delays_do_not_depend_on_how_many_rollouts_run(kind, tail, scenario_dir):
+    """Rollout b's delays are a function of (delay seed, b) only (schedule version 2): the first N rollouts of
+    a run of 16 are a run of N, and rollouts 5..11 drawn alone are rows 5..11 of the full draw."""
+    if kind.startswith("trace"):
+        profile = {"kind": "trace", "path": "traces/t.json", "mode": kind.split("_")[1]}
+        base_dir = scenario_dir
+    else:
+        profile, base_dir = PROFILES[kind], "."
+    setup = make_setup(profile, TAILS[tail])
+
+    def block(first: int, n: int) -> np.ndarray:
+        ctx = DrawContext(dt_ms=33.3, base_dir=Path(base_dir), shape=(n, 120), first_rollout=first)
+        return draw_delays(setup.profile, setup.tail, 11, ctx)
+
+    full = block(0, 16)
+    np.testing.assert_array_equal(block(0, 3), full[:3])
+    np.testing.assert_array_equal(block(0, 8), full[:8])
+    np.testing.assert_array_equal(block(5, 7), full[5:12])
+    assert len({row.tobytes() for row in full}) > 1  # rollouts draw different sequences
+
+
+def test_schedule_version_is_part_of_every_hash(scenario_dir, monkeypatch):
+    """A change of how delays are drawn makes runs 'not comparable', never a regression."""
+    import rtcbench.scenario as scenario_module
+    from replay_helpers import scenario_dict, write_scenario
+
+    from rtcbench.scenario import Scenario
+
+    sc = Scenario.from_yaml(write_scenario(scenario_dir, scenario_dict()))
+    cell = next(iter(sc.cells()))
+    before = (sc.config_hash, sc.comparability_key, sc.cell_comparability_key(cell), sc.cell_config_hash(cell))
+    monkeypatch.setattr(scenario_module, "SCHEDULE_VERSION", scenario_module.SCHEDULE_VERSION + 1)
+    after = (sc.config_hash, sc.comparability_key, sc.cell_comparability_key(cell), sc.cell_config_hash(cell))
+    assert all(a != b for a, b in zip(before, after, strict=True))

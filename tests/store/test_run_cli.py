@@ -164,12 +164,14 @@ def test_report_from_a_real_run(concurrent_db, tmp_path):
 # Recorded on CPU (jax 0.9.0, kinetix-env 3.0.2) with policies/s_h8_unicycle_balance/bc.msgpack
 # (sha256 7a43dc62...), 16 rollouts x 32 steps, seeds 0: solve 1.0 / 1.0, jerk_max_d1 0.714 / 0.612,
 # jerk_max_d2 1.120 / 0.923 (fixed2 / spiky). The bands tolerate a couple of flipped rollouts and the
-# float differences of another backend; the delay statistics are numpy on the host and must match.
+# float differences of another backend; the delay statistics are numpy on the host and must match (schedule
+# version 2, rollout-keyed delay streams: 0.2029 violations and 0.0664 stall fraction; version 1's single block
+# of draws gave 0.2462 and 0.0879).
 GATE_BANDS = {
     "fixed2": {"solve_rate": (0.8, 1.0), "jerk_max_d1": (0.55, 0.90), "jerk_max_d2": (0.85, 1.40),
                "violation_rate": (0.0, 0.0), "stall_frac": (0.0, 0.0), "d_p95": (2.0, 2.0)},
     "spiky": {"solve_rate": (0.8, 1.0), "jerk_max_d1": (0.45, 0.77), "jerk_max_d2": (0.70, 1.15),
-              "violation_rate": (0.2462, 0.2463), "stall_frac": (0.08789, 0.08790), "d_p95": (6.0, 6.0)},
+              "violation_rate": (0.20289, 0.20290), "stall_frac": (0.066406, 0.066407), "d_p95": (6.0, 6.0)},
 }
 
 
