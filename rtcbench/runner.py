@@ -253,8 +253,9 @@ def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path
 
 
 def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: int | None = None, device: str = "auto",
-                 resume: str | None = None) -> int:
-    """Run (or resume) a scenario into `db_path`. Returns the exit code (0 when the run completed)."""
+                 resume: str | None = None, compile_cache: Path | None = None) -> int:
+    """Run (or resume) a scenario into `db_path`. Returns the exit code (0 when the run completed).
+    compile_cache: folder of JAX's persistent compilation cache, None for none (rtcbench.engine.compile_cache)."""
     from rich.console import Console
 
     from rtcbench.scenario import Scenario
@@ -277,6 +278,10 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     if resume:
         _check_resumable(db_path, resume, config_hash, scenario_path)
     select_device(device)
+    from rtcbench.engine import compile_cache as cc
+
+    cache_dir = cc.enable(compile_cache)
+    hits0, misses0 = cc.COUNTS.hits, cc.COUNTS.misses
     prepared = prepare(scenario)
 
     from rtcbench import provenance
@@ -362,6 +367,11 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     store.finish_run(run_id, status="complete", wall_s=previous_wall + time.perf_counter() - t_start,
                      compile_s=previous_compile + compile_total)
     _print_summary(store, run_id, db_path)
+    if cache_dir is None:
+        console.print("compile cache: off (--no-compile-cache)")
+    else:
+        console.print(f"compile cache: {cc.COUNTS.hits - hits0} hits, {cc.COUNTS.misses - misses0} misses "
+                      f"(JAX's persistent cache in {cache_dir}; {compile_total:.1f} s compiling or loading)")
     return 0
 
 

@@ -28,12 +28,23 @@ def run_cmd(
     rollouts: Annotated[int | None, typer.Option("--rollouts", help="Override the scenario's rollouts per cell.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu. gpu fails when no GPU is present.")] = "auto",
     resume: Annotated[str | None, typer.Option("--resume", help="Add the missing cells of this run id.")] = None,
+    compile_cache: Annotated[Path | None, typer.Option(
+        "--compile-cache", help="Folder of JAX's persistent compilation cache (default $RTCBENCH_COMPILE_CACHE, "
+        "else ~/.cache/rtcbench/jax): a second run of a scenario loads its compiled episodes.")] = None,
+    no_compile_cache: Annotated[bool, typer.Option("--no-compile-cache", help="Compile everything afresh.")] = False,
 ) -> None:
     """Run every cell of a scenario and store provenance and metrics, one transaction per finished cell."""
+    from rtcbench.engine.compile_cache import default_cache_dir
     from rtcbench.runner import run_scenario
     from rtcbench.store.db import resolve_db_path
 
-    code = run_scenario(scenario, resolve_db_path(db), rollouts=rollouts, device=device, resume=resume)
+    if no_compile_cache and compile_cache is not None:
+        raise UserError("give --compile-cache DIR or --no-compile-cache, not both", field="--no-compile-cache")
+    cache = None if no_compile_cache else (compile_cache or default_cache_dir())
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise UserError("exists and is not a directory", path=str(cache), field="--compile-cache")
+    code = run_scenario(scenario, resolve_db_path(db), rollouts=rollouts, device=device, resume=resume,
+                        compile_cache=cache)
     if code:
         raise SystemExit(code)  # main() maps SystemExit to the exit status (typer.Exit codes are dropped there)
 

@@ -338,9 +338,9 @@ def test_rollout_delays_do_not_depend_on_how_many_rollouts_run(kind, tail, scena
 
 def test_schedule_version_is_part_of_every_hash(scenario_dir, monkeypatch):
     """A change of how delays are drawn makes runs 'not comparable', never a regression."""
-    import rtcbench.scenario as scenario_module
     from replay_helpers import scenario_dict, write_scenario
 
+    import rtcbench.scenario as scenario_module
     from rtcbench.scenario import Scenario
 
     sc = Scenario.from_yaml(write_scenario(scenario_dir, scenario_dict()))

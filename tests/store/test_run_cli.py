@@ -10,6 +10,7 @@ the solve rate and jerk of those runs must stay inside recorded bands.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 
 import duckdb
 import pytest
+from conftest import GATE_SETUPS, scenario_yaml
 from store_helpers import REPO_ROOT, cli
 
 from rtcbench.store import read_only
@@ -186,3 +188,28 @@ def test_quality_gate_solve_rate_and_jerk_bands(concurrent_db):
             if not low - 1e-9 <= value <= high + 1e-9:
                 failures.append(f"{row['setup']}.{metric} = {value:.6g} outside [{low}, {high}] (run {row['run_id']})")
     assert not failures, "quality gate failed:\n" + "\n".join(failures)
+
+
+def test_second_run_loads_its_episode_from_the_compile_cache(tiny_scenarios, tmp_path):
+    """JAX's persistent cache under --compile-cache: the first run compiles and writes, the second loads
+    (a hit, and less time than compiling); --no-compile-cache neither reads nor writes it."""
+    scenario = tmp_path / "one.yaml"
+    scenario.write_text(scenario_yaml("store_cache", GATE_SETUPS.split("  - name: spiky")[0], rollouts=4,
+                                      max_steps=16))
+    cache = tmp_path / "cache"
+
+    def run(*extra):
+        proc = cli("run", str(scenario), "--db", str(tmp_path / "r.duckdb"), *extra, env={"RTCBENCH_COMPILE_CACHE": ""})
+        assert proc.returncode == 0, proc.stderr
+        line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("compile cache:"))
+        compile_s = float(re.search(r"compile ([0-9.]+) s", proc.stderr).group(1))
+        return line, compile_s
+
+    first, first_s = run("--compile-cache", str(cache))
+    assert first.startswith("compile cache: 0 hits") and any(cache.iterdir())
+    second, second_s = run("--compile-cache", str(cache))
+    hits = int(re.search(r"(\d+) hits", second).group(1))
+    assert hits >= 1 and second_s < first_s, (first, first_s, second, second_s)
+    n_files = len(list(cache.iterdir()))
+    off, _ = run("--no-compile-cache")
+    assert off == "compile cache: off (--no-compile-cache)" and len(list(cache.iterdir())) == n_files
