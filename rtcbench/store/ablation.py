@@ -141,8 +141,10 @@ def ablation_section(data: RunData, out_dir: Path) -> list[str]:
              "Decision rule, fixed before the runs (rtcbench/store/ablation.py): the paper's ordering holds for a "
              "family when soft RTC beats naive at d = 3 and d = 4 (McNemar p < 0.05 each), soft >= hard RTC at "
              "both, and soft RTC's jerk is below naive's at both (paired bootstrap 95% interval < 0).", ""]
-    fams = families(data)
     for level in sorted(data.cells["level"].unique()):
+        # the families run on this level (runs of several levels may compare different families)
+        fams = [f for f in families(data)
+                if data.cells[(data.cells.level == level) & data.cells["method"].str.startswith(f + ".")].size]
         lines += [f"### {level}", ""]
         head = "| family | experts | label | keep | d=0 solve | spread | sign disagreement | boundary disagreement |"
         rows = [head, "|---|---|---|---|---|---|---|---|"]

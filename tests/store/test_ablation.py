@@ -79,3 +79,21 @@ def test_ablation_refuses_a_run_without_families(db_path, tmp_path, capsys):
     code, _, err = run_main(capsys, "study", "--db", str(db_path), "--skip-sweep", "--skip-tail",
                             "--out", str(tmp_path / "a"))
     assert code == 2 and "nothing to write" in err
+
+
+def test_two_ablation_runs_on_two_levels_list_only_their_own_families(db_path, tmp_path, capsys):
+    """A second level's run may compare other families (e.g. the old single-expert policy against the new
+    mixture): each level's tables list the families run on it, and no 'incomplete' rows for the others."""
+    store = Store.open(db_path)
+    first = write_run(store, _cells())
+    other = [dict(c, level="s/y", key="y-" + c["key"], method=c["method"].replace("unimodal", "old"))
+             for c in _cells() if c["method"].startswith("unimodal.")]
+    second = write_run(store, other)
+    out_dir = tmp_path / "ablation"
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--skip-sweep", "--skip-tail", "--ablation", first,
+                            "--ablation", second, "--out", str(out_dir))
+    assert code == 0, err
+    page = (out_dir / "README.md").read_text()
+    s_y = page.split("### s/y")[1]
+    assert "| old | " in s_y and "| multimodal |" not in s_y and "incomplete" not in page
+    assert "| multimodal |" in page.split("### s/y")[0]
