@@ -179,10 +179,9 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         start = start & ((j > 0) | reference_start)  # k = 0 was the synchronous first chunk
         any_start = jnp.any(start)
         prefix = shift_prefix(A, shift)  # [B, H, A]
-        keys = inference_keys(pol_keys, j)  # [B, 2]
-        new = jax.lax.cond(
+        new = jax.lax.cond(  # the keys too are derived only on steps where some rollout starts
             any_start,
-            lambda: method_fn(policy, c["obs"], prefix, sdh, ss, keys)[0].astype(f32),
+            lambda: method_fn(policy, c["obs"], prefix, sdh, ss, inference_keys(pol_keys, j))[0].astype(f32),
             lambda: jnp.zeros((B, H, Ad), f32),
         )  # [B, H, A]
         now, later = start & (sd == 0), start & (sd > 0)
