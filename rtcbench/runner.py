@@ -99,13 +99,16 @@ def load_inputs(scenario) -> LoadedInputs:
     return LoadedInputs(levels, policies)
 
 
-def prepare(scenario) -> list[PreparedCell]:
-    """Load levels and policies and build schedules for every cell; raises UserError on bad input."""
+def prepare(scenario, select=None) -> list[PreparedCell]:
+    """Load levels and policies and build schedules for every cell (or the cells `select(cell)` keeps);
+    raises UserError on bad input."""
     inputs = load_inputs(scenario)
     levels = inputs.levels
     schedules = {}
     prepared = []
     for cell in scenario.cells():
+        if select is not None and not select(cell):
+            continue
         policy = inputs.policy_for(scenario, cell)
         weak = inputs.policy_for(scenario, cell, "weak_policy")
         world_pauses = cell.method.kind == "sync"
@@ -115,6 +118,38 @@ def prepare(scenario) -> list[PreparedCell]:
         prepared.append(PreparedCell(cell, levels[cell.level], policy, weak, schedules[sched_key],
                                      scenario.cell_config_hash(cell), scenario.cell_comparability_key(cell)))
     return prepared
+
+
+ONLY_KEYS = ("level", "method", "setup")
+
+
+def parse_only(text: str, scenario):
+    """``--only level=L,method=M,setup=S`` -> a predicate on cells. Each value is an exact name or a
+    shell pattern (``method=rtc*``); a key given twice keeps cells matching either value; keys combine
+    with AND. A value matching nothing in the scenario is an error naming what exists."""
+    from fnmatch import fnmatchcase
+
+    wanted: dict[str, list[str]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in ONLY_KEYS or not value:
+            raise UserError(f"expected comma-separated KEY=VALUE with KEY one of {', '.join(ONLY_KEYS)}, got "
+                            f"{part!r}", field="--only")
+        wanted.setdefault(key, []).append(value)
+    names = {"level": list(scenario.levels), "method": [m.label for m in scenario.methods],
+             "setup": [s.name for s in scenario.setups]}
+    for key, values in wanted.items():
+        for value in values:
+            if not any(fnmatchcase(name, value) for name in names[key]):
+                raise UserError(f"{key} {value!r} matches nothing in scenario {scenario.name}; it has: "
+                                f"{', '.join(names[key])}", field="--only")
+
+    def select(cell) -> bool:
+        have = {"level": cell.level, "method": cell.method.label, "setup": cell.setup.name}
+        return all(any(fnmatchcase(have[k], v) for v in vs) for k, vs in wanted.items())
+
+    return select
 
 
 def _nanmean(values) -> float | None:
@@ -237,12 +272,16 @@ def _fmt_ci(row) -> str:
     return f"{row['solve_rate']:.3f} [{row['solve_ci_low']:.2f}, {row['solve_ci_high']:.2f}]"
 
 
-def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path) -> None:
-    """The run exists and was made from this exact configuration (read-only; nothing is written)."""
+def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path) -> str | None:
+    """The run exists and was made from this exact configuration (read-only; nothing is written).
+    Returns the run's recorded ``--only`` filter (None: every cell)."""
     from rtcbench.store.db import read_only
 
     with read_only(db_path) as conn:
-        row = conn.execute("SELECT config_hash FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
+        only = ", cell_filter" if "cell_filter" in columns else ", NULL"  # a v2 file, migrated when opened to write
+        row = conn.execute(f"SELECT config_hash{only} FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--resume")
     if row[0] != config_hash:
@@ -250,14 +289,21 @@ def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path
             f"run {run_id} was made from a different scenario configuration (config hash {str(row[0])[:12]}..., "
             f"now {config_hash[:12]}...): the scenario, its traces, its policies or --rollouts changed; start a "
             "new run instead of resuming", path=str(scenario_path), field="--resume")
+    return row[1]
 
 
 def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: int | None = None, device: str = "auto",
-                 resume: str | None = None, compile_cache: Path | None = None) -> int:
+                 resume: str | None = None, compile_cache: Path | None = None, only: str | None = None,
+                 devices: int = 1, rollout_shards: int = 1, executor: str = "local", ray_options=None) -> int:
     """Run (or resume) a scenario into `db_path`. Returns the exit code (0 when the run completed).
-    compile_cache: folder of JAX's persistent compilation cache, None for none (rtcbench.engine.compile_cache)."""
+    compile_cache: folder of JAX's persistent compilation cache, None for none (rtcbench.engine.compile_cache).
+    only: ``--only`` cell filter (`parse_only`), recorded in the run and re-applied by ``--resume``.
+    devices: local devices each shard's rollouts are split over; rollout_shards: pieces each cell is split
+    into (`rtcbench.executors`); executor: ``local`` or ``ray`` (with `ray_options`, an executors.RayOptions).
+    Results do not depend on devices, shards or executor (tested on CPU: bit-identical)."""
     from rich.console import Console
 
+    from rtcbench.executors import EXECUTORS, RayOptions, shard_bounds
     from rtcbench.scenario import Scenario
     from rtcbench.store.db import Store, check_db_path, lock_timeout_from_env
 
@@ -269,6 +315,14 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
         raise UserError(f"must be one of {', '.join(DEVICES)}, got {device!r}", field="--device")
     if rollouts is not None and rollouts < 1:
         raise UserError(f"must be >= 1, got {rollouts}", field="--rollouts")
+    if executor not in EXECUTORS:
+        raise UserError(f"must be one of {', '.join(EXECUTORS)}, got {executor!r}", field="--executor")
+    if devices < 1:
+        raise UserError(f"must be >= 1, got {devices}", field="--devices")
+    if executor == "ray":
+        from rtcbench.executors import _import_ray
+
+        _import_ray()  # a missing extra is a usage error before anything is loaded or written
     check_db_path(db_path, must_exist=bool(resume))
     lock_timeout_from_env()
     scenario = Scenario.from_yaml(scenario_path)
@@ -276,16 +330,26 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
         scenario = scenario.with_overrides(rollouts=rollouts)
     config_hash = scenario.config_hash
     if resume:
-        _check_resumable(db_path, resume, config_hash, scenario_path)
+        recorded = _check_resumable(db_path, resume, config_hash, scenario_path)
+        if only is not None and only != recorded:
+            raise UserError(f"run {resume} was made with --only {recorded!r}; resume it with the same filter "
+                            "(or none, which re-applies it)", field="--only")
+        only = recorded
+    select = parse_only(only, scenario) if only else None
+    shard_bounds(scenario.rollouts, rollout_shards, devices)  # refuse an uneven split before any work
     select_device(device)
+    if executor == "local":
+        import jax
+
+        if devices > len(jax.devices()):
+            raise UserError(f"asks for {devices} devices but JAX sees {len(jax.devices())}", field="--devices")
     from rtcbench.engine import compile_cache as cc
 
     cache_dir = cc.enable(compile_cache)
     hits0, misses0 = cc.COUNTS.hits, cc.COUNTS.misses
-    prepared = prepare(scenario)
+    prepared = prepare(scenario, select)
 
     from rtcbench import provenance
-    from rtcbench.engine import run_cell
 
     store = Store.open(db_path)
     previous_wall = previous_compile = 0.0
@@ -314,6 +378,10 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
             "n_rollouts_override": rollouts,
             "n_cells_planned": len(prepared),
             "device_request": device,
+            "device_count": devices,
+            "executor": executor,
+            "rollout_shards": rollout_shards,
+            "cell_filter": only,
         })
     todo = [p for p in prepared if p.key not in done]
     console.print(f"run [bold]{run_id}[/] of scenario {scenario.name} v{scenario.version}: {len(todo)} of "
@@ -322,17 +390,39 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     compile_total = 0.0
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        from rtcbench.executors import assemble, execute_local, execute_ray, plan_shards
+
+        shards = plan_shards(todo, rollout_shards, devices)
+        if executor == "local":
+            results = execute_local(scenario, todo, shards, devices)
+        else:
+            results = execute_ray(scenario, todo, shards, devices, device=device, scenario_path=str(scenario_path),
+                                  rollouts=rollouts, compile_cache=cache_dir, options=ray_options or RayOptions(),
+                                  log=console.print)
+        pending: dict[int, dict[int, object]] = {}  # cell index -> {lo: shard output}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
+                      TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False) as progress:
             task = progress.add_task("cells", total=len(prepared), completed=len(prepared) - len(todo))
-            for prep in todo:
+            if todo:
+                progress.update(task, description="{} | {} | {}".format(*todo[0].key))
+            for shard, shard_out in results:
+                parts = pending.setdefault(shard.cell_index, {})
+                parts[shard.lo] = shard_out  # a retried shard that reports twice counts once
+                if len(parts) < rollout_shards:
+                    continue
+                prep = todo[shard.cell_index]
+                out = assemble([parts[lo] for lo in sorted(parts)])
+                del pending[shard.cell_index]
                 level, method, setup = prep.key
-                progress.update(task, description=f"{level} | {method} | {setup}")
-                out = run_cell(prep.level, prep.policy, prep.cell.method, prep.schedule, H=scenario.H,
-                               n=scenario.flow_steps, env_seed=scenario.seeds.env, policy_seed=scenario.seeds.policy,
-                               max_steps=scenario.max_steps, fallback=scenario.fallback, weak_policy=prep.weak_policy)
                 row, per_rollout, inferences = cell_rows(scenario, prep, out, run_id)
                 t_write = time.perf_counter()
                 store.write_cell(row, per_rollout, inferences)
@@ -345,6 +435,9 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
                     + (f" (of which {store.last_connect_s:.2f} s opening the file / waiting for its lock)"
                        if store.last_connect_s > 0.1 else ""))
                 progress.advance(task)
+                nxt = next((p for i, p in enumerate(todo) if i > shard.cell_index and i not in pending), None)
+                if nxt is not None and executor == "local":
+                    progress.update(task, description="{} | {} | {}".format(*nxt.key))
     except BaseException as exc:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip() or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
@@ -369,6 +462,9 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     _print_summary(store, run_id, db_path)
     if cache_dir is None:
         console.print("compile cache: off (--no-compile-cache)")
+    elif executor == "ray":
+        console.print(f"compile cache: {cache_dir}, used by the Ray workers (their hits are counted in their own "
+                      f"processes; {compile_total:.1f} s compiling or loading, summed over workers)")
     else:
         console.print(f"compile cache: {cc.COUNTS.hits - hits0} hits, {cc.COUNTS.misses - misses0} misses "
                       f"(JAX's persistent cache in {cache_dir}; {compile_total:.1f} s compiling or loading)")

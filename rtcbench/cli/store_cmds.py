@@ -32,6 +32,22 @@ def run_cmd(
         "--compile-cache", help="Folder of JAX's persistent compilation cache (default $RTCBENCH_COMPILE_CACHE, "
         "else ~/.cache/rtcbench/jax): a second run of a scenario loads its compiled episodes.")] = None,
     no_compile_cache: Annotated[bool, typer.Option("--no-compile-cache", help="Compile everything afresh.")] = False,
+    only: Annotated[str | None, typer.Option(
+        "--only", help="Run only these cells: comma-separated level=L, method=M, setup=S (shell patterns allowed; "
+        "a key twice means either). Recorded in the run; --resume re-applies it.")] = None,
+    devices: Annotated[int, typer.Option(
+        "--devices", help="Shard each cell's rollouts over this many local devices (rollouts must divide).")] = 1,
+    rollout_shards: Annotated[int, typer.Option(
+        "--rollout-shards", help="Split each cell's rollouts into this many pieces, computed apart (on Ray: by "
+        "different workers) and reassembled before the cell is written.")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (this process) | ray (Ray actors; pip install -e \".[ray]\").")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to join (e.g. auto, or HOST:6379); default: start a local one.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Ray workers (default: the cluster's GPUs with --device gpu, else its CPUs // "
+        "--cpus-per-worker).")] = None,
+    cpus_per_worker: Annotated[int, typer.Option("--cpus-per-worker", help="CPUs each CPU Ray worker reserves.")] = 2,
 ) -> None:
     """Run every cell of a scenario and store provenance and metrics, one transaction per finished cell."""
     from rtcbench.engine.compile_cache import default_cache_dir
@@ -43,8 +59,16 @@ def run_cmd(
     cache = None if no_compile_cache else (compile_cache or default_cache_dir())
     if cache is not None and cache.exists() and not cache.is_dir():
         raise UserError("exists and is not a directory", path=str(cache), field="--compile-cache")
+    if executor != "ray" and (ray_address is not None or workers is not None):
+        raise UserError("--ray-address and --workers need --executor ray", field="--executor")
+    if workers is not None and workers < 1 or cpus_per_worker < 1:
+        raise UserError("--workers and --cpus-per-worker must be >= 1", field="--workers")
+    from rtcbench.executors import RayOptions
+
     code = run_scenario(scenario, resolve_db_path(db), rollouts=rollouts, device=device, resume=resume,
-                        compile_cache=cache)
+                        compile_cache=cache, only=only, devices=devices, rollout_shards=rollout_shards,
+                        executor=executor, ray_options=RayOptions(address=ray_address, workers=workers,
+                                                                  cpus_per_worker=cpus_per_worker))
     if code:
         raise SystemExit(code)  # main() maps SystemExit to the exit status (typer.Exit codes are dropped there)
 
@@ -97,9 +121,9 @@ def _cell_text(value) -> str:
 def report_cmd(
     db: DbOption = None,
     run: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest complete run).")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output directory for report.md and the PNG plots.")] = Path("report"),
+    out: Annotated[Path, typer.Option("--out", help="Output directory for report.md and its figures (PNG and SVG).")] = Path("report"),
 ) -> None:
-    """Write a Markdown report with PNG plots for one run, from the SQL files in reports/."""
+    """Write a Markdown report with figures (PNG and SVG) for one run, from the SQL files in reports/."""
     from rtcbench.store.db import read_only, resolve_db_path
     from rtcbench.store.report import pick_run, write_report
 

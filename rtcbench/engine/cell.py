@@ -76,9 +76,14 @@ def _compiled_episode(static: EngineStatic, args):
 
 def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, policy_seed: int, max_steps: int,
              fallback: str = "hold", weak_policy=None, time_inference: bool = True, inference_repeats: int = 10,
-             record_actions: bool = False) -> CellOutput:
+             record_actions: bool = False, first_rollout: int = 0, devices: int = 1) -> CellOutput:
     """Run one cell. level: a Level (or name); policy: LoadedPolicy or FlowPolicy (for `ttrtc`, the
-    per-token-time policy); method: a MethodConfig; schedule: a rtcbench.replay Schedule of [B, max_steps]."""
+    per-token-time policy); method: a MethodConfig; schedule: a rtcbench.replay Schedule of [B, max_steps].
+
+    first_rollout: the cell-wide index of the schedule's row 0. A shard of a cell (the schedule's rows
+    [lo, hi), `Schedule.rollouts`) passes lo, so its rollouts get the same env and policy keys as in the
+    whole cell; it is a traced input (shards of any offset share one compiled episode).
+    devices: shard the B rollouts over this many local devices (B must divide; never a silent fallback)."""
     from rtcbench.levels import load_level
 
     if isinstance(level, str):
@@ -109,8 +114,14 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
     if impl.world_pauses != bool(getattr(schedule, "world_pauses", False)):
         raise ValueError(f"method {method.kind!r} needs a schedule built with world_pauses={impl.world_pauses}")
 
-    devices = jax.devices()
-    n_dev = len(devices) if len(devices) > 1 and B % len(devices) == 0 else 1
+    local = jax.devices()
+    n_dev = int(devices)
+    if n_dev < 1 or n_dev > len(local):
+        raise UserError(f"asks for {n_dev} devices but JAX sees {len(local)} {local[0].platform} device(s)",
+                        field="--devices")
+    if B % n_dev:
+        raise UserError(f"{B} rollouts do not split evenly over {n_dev} devices; choose rollouts divisible by "
+                        f"{n_dev}", field="--devices")
     static = EngineStatic(
         level_name=level.name, env=level.env, H=H, n=n, B=B, T=T, action_dim=level.action_dim,
         # sync runs as naive (same computation); a label or checkpoint path never splits a compile
@@ -122,11 +133,11 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
     if n_dev > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-        sharding = NamedSharding(Mesh(devices[:n_dev], ("b",)), PartitionSpec("b"))
+        sharding = NamedSharding(Mesh(local[:n_dev], ("b",)), PartitionSpec("b"))
         sched_j = {k: jax.device_put(v, sharding) for k, v in sched_j.items()}
     args = (level.env_params, state, weak_state if impl.uses_weak else None, sched_j,
             jnp.asarray(env_seed, jnp.uint32), jnp.asarray(policy_seed, jnp.uint32), jnp.asarray(fallback == "zero"),
-            jnp.asarray(bool(getattr(schedule, "reference_start", False))))
+            jnp.asarray(bool(getattr(schedule, "reference_start", False))), jnp.asarray(first_rollout, jnp.uint32))
     compiled, compile_s, hit = _compiled_episode(static, args)
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
@@ -161,6 +172,6 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
         nfe_per_env_step=float(per["nfe"].sum()) / max(steps_first, 1.0),
         policy_calls=int(out["policy_calls"]),
         cache_hit=hit,
-        device=str(devices[0].platform) + (f" x{n_dev}" if n_dev > 1 else ""),
+        device=str(local[0].platform) + (f" x{n_dev}" if n_dev > 1 else ""),
         extra=extra,
     )

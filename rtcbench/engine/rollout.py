@@ -16,7 +16,8 @@ observation with the whole first chunk as its prefix (shift 0). ``shift`` is the
 (= s except there). `te` executes the weighted average of all
 arrived predictions for the step (see rtcbench.methods.te) instead of A[t].
 
-Keys (common random numbers): rollout b's env key is fold_in(PRNGKey(env_seed), b); step j uses
+Keys (common random numbers): rollout b's env key is fold_in(PRNGKey(env_seed), b), b counted over the
+whole cell (a shard of rollouts [lo, hi) passes first_rollout = lo); step j uses
 fold_in(env_key_b, j + 1) split into (step key, action-noise key); the reset uses fold_in(env_key_b, 0).
 Flow noise of the inference started at step j is fold_in(fold_in(PRNGKey(policy_seed), b), j), the
 first chunk's included (j = 0); an inference started at step 0 after it (reference start) uses
@@ -64,9 +65,11 @@ class EngineStatic:
     n_devices: int = 1  # shard rollouts over this many devices (B divisible by it)
 
 
-def env_rollout_keys(env_seed, B: int) -> jax.Array:
-    """[B, 2]: rollout b's env key (the same under every method)."""
-    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(env_seed), jnp.arange(B))
+def env_rollout_keys(env_seed, B: int, first_rollout=0) -> jax.Array:
+    """[B, 2]: the env keys of rollouts first_rollout .. first_rollout + B - 1 (the same under every
+    method; a shard of a cell passes its first rollout's index, so its keys are the whole cell's)."""
+    ids = jnp.asarray(first_rollout, jnp.uint32) + jnp.arange(B, dtype=jnp.uint32)
+    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(env_seed), ids)
 
 
 def env_step_keys(env_keys: jax.Array, j) -> tuple[jax.Array, jax.Array]:
@@ -80,8 +83,10 @@ def env_reset_keys(env_keys: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (0, None))(env_keys, 0)
 
 
-def policy_rollout_keys(policy_seed, B: int) -> jax.Array:
-    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(policy_seed), jnp.arange(B))
+def policy_rollout_keys(policy_seed, B: int, first_rollout=0) -> jax.Array:
+    """[B, 2]: the policy keys of rollouts first_rollout .. first_rollout + B - 1."""
+    ids = jnp.asarray(first_rollout, jnp.uint32) + jnp.arange(B, dtype=jnp.uint32)
+    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(policy_seed), ids)
 
 
 def policy_step_keys(policy_keys: jax.Array, j) -> jax.Array:
@@ -118,11 +123,12 @@ def _shard(x, static: EngineStatic):
 
 
 def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict, env_seed, policy_seed,
-            fallback_zero, reference_start) -> dict:
+            fallback_zero, reference_start, first_rollout) -> dict:
     """Run B rollouts for T steps. sched: dict of [B, T] arrays (start, start_d, start_dhat, start_s,
     start_shift, arrive, stall, pause). fallback_zero: traced bool (True: `zero` fallback, False: `hold`).
     reference_start: traced bool, the step-0 start is inference 1 of the reference start-up (run it),
-    not the synchronous first chunk (skip it).
+    not the synchronous first chunk (skip it). first_rollout: traced uint32, the cell-wide index of
+    row 0 (0 for a whole cell; a shard's offset), so a shard's rollouts get the whole cell's keys.
     Returns a dict of per-rollout metrics [B] and scalars (see module docstring)."""
     H, B, T, Ad = static.H, static.B, static.T, static.action_dim
     env = static.env
@@ -132,8 +138,8 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
     method_fn = (lambda *a: impl.fn(*a, weak=weak)) if impl.uses_weak else impl.fn
     te_on = impl.ensemble_m is not None
 
-    env_keys = env_rollout_keys(env_seed, B)  # [B, 2]
-    pol_keys = policy_rollout_keys(policy_seed, B)  # [B, 2]
+    env_keys = env_rollout_keys(env_seed, B, first_rollout)  # [B, 2]
+    pol_keys = policy_rollout_keys(policy_seed, B, first_rollout)  # [B, 2]
     obs, state = jax.vmap(env.reset, (0, None))(env_reset_keys(env_keys), env_params)  # [B, O]
     obs = _shard(obs, static)
     A0 = first_chunk(policy, obs, pol_keys, H, Ad, static.n)  # [B, H, A]

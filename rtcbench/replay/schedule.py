@@ -130,6 +130,18 @@ class Schedule:
     def max_steps(self) -> int:
         return int(self.start.shape[1])
 
+    def rollouts(self, lo: int, hi: int) -> Schedule:
+        """Rows [lo, hi) of every per-rollout array: the schedule of a shard of the cell's rollouts.
+
+        ``stats`` stays the whole cell's (a shard is computed, never reported, on its own). Run it with
+        ``run_cell(..., first_rollout=lo)`` so that its rollouts keep the whole cell's keys.
+        """
+        if not 0 <= lo < hi <= self.n_rollouts:
+            raise ValueError(f"rollouts [{lo}, {hi}) are not within the schedule's {self.n_rollouts}")
+        rows = {f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+        return dataclasses.replace(self, **rows)
+
     @property
     def valid(self) -> np.ndarray:
         """[B, K] bool: inference k exists (starts before max_steps)."""

@@ -29,6 +29,7 @@ import pandas as pd
 from rtcbench.stats import paired_bootstrap
 from rtcbench.store.report import _plt
 from rtcbench.store.study import RunData, paired_solve
+from rtcbench.store.style import save_figure, split_family
 
 ABLATION_SCENARIO = "ablation_modality"
 ABLATION_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
@@ -40,8 +41,8 @@ MODALITY_KEYS = ("spread", "sign_disagreement", "boundary_disagreement")
 
 def split_label(label: str) -> tuple[str, str] | None:
     """``FAMILY.METHOD`` -> (family, method); None for a label without a family."""
-    family, dot, method = label.rpartition(".")
-    return (family, method) if dot and family else None
+    family, method = split_family(label)
+    return (family, method) if family else None
 
 
 def families(data: RunData) -> list[str]:
@@ -124,9 +125,7 @@ def plot_gap(points: pd.DataFrame, level: str, setup: str, out: Path) -> None:
            title=f"{level}: RTC's advantage against policy multimodality")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    fig.savefig(out.with_suffix(".svg"))
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def ablation_section(data: RunData, out_dir: Path) -> list[str]:

@@ -8,6 +8,8 @@ History:
 - v1: ``schema_version``, ``runs``, ``cells``, ``rollouts``.
 - v2: ``inferences`` (per-inference delays of each cell's schedule) and the report views
   ``v_cells``, ``v_rollouts``, ``v_delays``.
+- v3: ``runs`` columns ``device_count``, ``executor``, ``rollout_shards``, ``cell_filter`` (issue #15);
+  NULL in runs made before (one device, local executor, one shard, every cell).
 """
 
 from __future__ import annotations
@@ -61,8 +63,21 @@ def check_known_version(version: int, path: str) -> None:
         )
 
 
+V3_RUN_COLUMNS = (("device_count", "INTEGER"), ("executor", "VARCHAR"), ("rollout_shards", "INTEGER"),
+                  ("cell_filter", "VARCHAR"))
+
+
+def _runs_v1() -> sa.Table:
+    """The ``runs`` table as v1 and v2 had it: today's columns less those that later steps add."""
+    later = {name for name, _ in V3_RUN_COLUMNS}
+    columns = [c._copy() for c in schema.runs.columns if c.name not in later]
+    checks = [sa.CheckConstraint(c.sqltext, name=c.name) for c in schema.runs.constraints
+              if isinstance(c, sa.CheckConstraint)]
+    return sa.Table("runs", sa.MetaData(), *columns, *checks)
+
+
 def update_to_1(conn: sa.Connection) -> None:
-    for table in (schema.schema_version, schema.runs, schema.cells, schema.rollouts):
+    for table in (schema.schema_version, _runs_v1(), schema.cells, schema.rollouts):
         table.create(conn)
 
 
@@ -72,7 +87,12 @@ def update_to_2(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"CREATE VIEW {name} AS {select}"))
 
 
-UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2}
+def update_to_3(conn: sa.Connection) -> None:
+    for name, sql_type in V3_RUN_COLUMNS:
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
+
+
+UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2, 3: update_to_3}
 assert sorted(UPDATES) == list(range(1, schema.SCHEMA_VERSION + 1)), "one update_to_N per schema version"
 
 

@@ -1,6 +1,6 @@
 """The results schema, defined once with SQLAlchemy Core (duckdb-engine).
 
-Tables (schema version 2, `SCHEMA_VERSION`):
+Tables (schema version 3, `SCHEMA_VERSION`):
 
 - ``schema_version``: one row per applied migration step (version, applied_at, rtcbench_version).
 - ``runs``: one row per ``rtcbench run``: scenario identity, provenance, status and timing.
@@ -9,6 +9,9 @@ Tables (schema version 2, `SCHEMA_VERSION`):
   (run_id, level, method, setup) is unique, so a resumed run never duplicates a cell.
 - ``rollouts``: one row per rollout of a cell (paired by ``rollout`` index across cells that share
   env seeds, which is what `rtcbench compare` tests on).
+- ``runs`` gained (v3) how it was executed: ``device_count`` (local devices the rollouts were sharded
+  over, ``--devices``), ``executor`` (local | ray), ``rollout_shards`` and ``cell_filter`` (``--only``,
+  as given; NULL for the whole scenario).
 - ``inferences`` (since v2): one row per inference of a rollout: start step, true delay, forecast and
   actions consumed, from the cell's schedule. The delay CDF in reports is built from it.
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RUN_STATUSES = ("running", "complete", "failed")
 
@@ -73,6 +76,11 @@ runs = sa.Table(
     sa.Column("error", sa.String),
     sa.Column("wall_s", sa.Double),
     sa.Column("compile_s", sa.Double),
+    # execution (v3; added by a migration step, so after the others)
+    sa.Column("device_count", sa.Integer),  # devices each cell's rollouts were sharded over (--devices)
+    sa.Column("executor", sa.String),  # local | ray
+    sa.Column("rollout_shards", sa.Integer),  # pieces each cell's rollouts were split into (--rollout-shards)
+    sa.Column("cell_filter", sa.String),  # --only as given, NULL for every cell of the scenario
     sa.CheckConstraint("status IN ('running', 'complete', 'failed')", name="ck_runs_status"),
 )
 

@@ -37,10 +37,11 @@ import pandas as pd
 from rtcbench.errors import UserError
 from rtcbench.stats import mcnemar, paired_bootstrap
 from rtcbench.store.report import REPORTS_DIR, _fmt, _md_table, _plt, load_query
+from rtcbench.store.style import PAPER_METHODS, method_styles, save_figure
 
 ALPHA = 0.05
 SWEEP_SETUPS = ("d0", "d1", "d2", "d3", "d4")
-SWEEP_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16", "te", "ttrtc")
+SWEEP_METHODS = PAPER_METHODS  # naive, rtc_exp, rtc_hard, bid16, te, ttrtc
 TAIL_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
 # The reference of Q0 and Q1: the long tail, adaptive horizon, window-max forecast.
 TAIL_BASELINE_SETUP = "lt5.adaptive.wmax"
@@ -230,8 +231,9 @@ def _methods_present(data: RunData, wanted: tuple[str, ...]) -> list[str]:
 # -- plots ----------------------------------------------------------------------------------------
 def plot_sweep(data: RunData, level: str, methods: list[str], out: Path) -> None:
     plt = _plt()
-    fig, (ax, axj) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, axj) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     ds = [int(s[1:]) for s in SWEEP_SETUPS]
+    styles = method_styles(methods)
     for i, m in enumerate(methods):
         rows = [data.cell(level, s, m) for s in SWEEP_SETUPS]
         xs = [d + (i - len(methods) / 2) * 0.04 for d, r in zip(ds, rows, strict=True) if r is not None]
@@ -241,25 +243,26 @@ def plot_sweep(data: RunData, level: str, methods: list[str], out: Path) -> None
         y = np.array([r["solve_rate"] for r in kept])
         lo = y - np.array([r["solve_ci_low"] for r in kept])
         hi = np.array([r["solve_ci_high"] for r in kept]) - y
-        ax.errorbar(xs, y, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], marker="o", capsize=3, label=m)
-        axj.plot(xs, [r["jerk_max_d2"] for r in kept], marker="o", label=m)
+        ax.errorbar(xs, y, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], marker="o", capsize=3, label=m,
+                    color=styles[m].color)
+        axj.plot(xs, [r["jerk_max_d2"] for r in kept], marker="o", label=m, color=styles[m].color)
     ax.set(xlabel="delay d (steps); s = max(d, 1)", ylabel="solve rate (Wilson 95%)", title=f"{level}: solve rate")
     axj.set(xlabel="delay d (steps)", ylabel="mean per-rollout max ||a_t - 2a_(t-1) + a_(t-2)||",
             title="jerk (max second difference)")
     ax.set_xticks(ds)
     axj.set_xticks(ds)
-    ax.legend(fontsize=8)
+    fig.legend(*ax.get_legend_handles_labels(), title="method", loc="outside lower center", ncols=len(methods),
+               fontsize=8, title_fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     axj.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def plot_tail(data: RunData, level: str, setups: list[str], methods: list[str], out: Path, title: str) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(setups)), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(setups)), 4.4), layout="constrained")
     width = 0.8 / max(len(methods), 1)
+    styles = method_styles(methods)
     for i, m in enumerate(methods):
         xs, ys, los, his = [], [], [], []
         for j, s in enumerate(setups):
@@ -270,16 +273,16 @@ def plot_tail(data: RunData, level: str, setups: list[str], methods: list[str], 
             ys.append(r["solve_rate"])
             los.append(max(r["solve_rate"] - r["solve_ci_low"], 0))
             his.append(max(r["solve_ci_high"] - r["solve_rate"], 0))
-        ax.bar(xs, ys, width=width, yerr=[los, his], capsize=2, label=m)
+        ax.bar(xs, ys, width=width, yerr=[los, his], capsize=2, label=m, color=styles[m].color,
+               hatch=styles[m].hatch, edgecolor="#333333", linewidth=0.6)
     ax.set_xticks(range(len(setups)))
     ax.set_xticklabels(setups, rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="solve rate (Wilson 95%)", title=title)
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, ncol=len(methods))
+    fig.legend(*ax.get_legend_handles_labels(), title="method", loc="outside lower center", ncols=len(methods),
+               fontsize=8, title_fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 # -- part 1: the paper's constant-delay ordering --------------------------------------------------

@@ -62,16 +62,19 @@ def cell_row(run_id: str, *, level: str, method: str, setup: str, key: str, solv
 def write_run(store: Store, cells: list[dict], *, status: str = "complete") -> str:
     """Write a run through the store API. cells: dicts with level, method, setup, key, solved, optional jerks
     (jerk_d1, jerk_d2), seeds ({"env": .., "delay": ..}) and more cell_config (a dict), stored in cell_config
-    like `rtcbench run` does."""
+    like `rtcbench run` does; optional "cell" (more cells-table columns, e.g. rates or inference_ms) and
+    "inferences" (per-inference columns, `schema.INFERENCE_COLUMNS`)."""
     run_id = store.create_run({"scenario": "store_test", "config_hash": "cfg", "n_cells_planned": len(cells)})
     for spec in cells:
         row = cell_row(run_id, level=spec["level"], method=spec["method"], setup=spec["setup"], key=spec["key"],
                        solved=spec["solved"])
         if "seeds" in spec or "cell_config" in spec:
             row["cell_config"] = {"seeds": spec.get("seeds")} | spec.get("cell_config", {})
+        row.update(spec.get("cell", {}))
         store.write_cell(
             row,
             rollout_columns(spec["solved"], spec.get("jerk_d1"), spec.get("jerk_d2")),
+            spec.get("inferences"),
         )
     if status != "running":
         store.finish_run(run_id, status=status, wall_s=1.0, compile_s=0.0)

@@ -155,7 +155,7 @@ def test_report_from_a_real_run(concurrent_db, tmp_path):
     proc = cli("report", "--db", str(concurrent_db), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = (out / "report.md").read_text()
-    for png in ("solve_rate.png", "jerk.png", "delay_cdf.png", "violations_stalls.png"):
+    for png in ("solve_rate.png", "jerk.png", "delay_survival.png", "violations_stalls.png"):
         assert (out / png).stat().st_size > 5000 and f"]({png})" in text
     assert "## Solve rate" in text and "store_gate" in text and "Wilson 95%" in text
     with read_only(concurrent_db) as conn:

@@ -86,7 +86,7 @@ def test_study_reports_planted_verdicts(db_path, tmp_path, capsys):
     assert len(follow) == 2 and f"| {gain:+.3f} (p=" in follow[1] and "| ttrtc |" in follow[1]
     assert extra in page
     # cost: the bench line is shown
-    assert "5e+03" in page and "0.98" in page
+    assert "5,000" in page and "0.98" in page and "5e+03" not in page
     assert (out_dir / "sweep_s_x.png").is_file() and (out_dir / "tail_s_x.png").is_file()
     assert sweep in page and tail in page
 

@@ -1,0 +1,231 @@
+"""Where the cells of a run are computed: in this process (``local``) or on a Ray cluster (``ray``).
+
+The driver (`rtcbench.runner.run_scenario`) resolves the plan once: it validates the scenario, loads every
+level and checkpoint and builds every schedule. It then hands *shards* to an executor and writes each cell
+itself when all of the cell's shards are back, in one transaction; workers never touch the DuckDB file,
+so the store keeps a single writer and ``--resume`` works unchanged::
+
+    scenario -> plan (driver) -> shards -> executor (local | ray workers) -> shard outputs
+             -> driver: reassemble a cell's shards in rollout order -> rows -> store (one cell per transaction)
+
+A shard is rollouts [lo, hi) of one cell. It runs the cell's schedule rows [lo, hi) with
+``first_rollout = lo``, so each rollout keeps the env, policy and delay streams it has in the whole cell
+(delay streams are keyed by rollout, `rtcbench.replay.tail`; engine keys by ``first_rollout + b``,
+`rtcbench.engine.rollout`). Splitting a cell into shards, or its rollouts over devices, changes the batch
+XLA sees. On this machine's CPU that left every per-rollout metric and every action bit-identical
+(`tests/engine/test_shards.py`, 2 shards and 2 forced host devices); other backends may pick other kernels
+for other batch sizes, so identity is claimed only where it is tested.
+
+Ray (optional extra ``pip install -e ".[ray]"``). ``--executor ray`` starts one actor per worker slot. An
+actor keeps its process's compiled episodes, and the driver gives an idle actor the next shard of the
+compile group (level, method, policy) it ran last, so each group compiles once per actor (and is loaded
+from JAX's persistent cache when the workers share the driver's cache folder). A worker that dies is
+restarted and its shard retried by Ray (``max_restarts``/``max_task_retries``); a shard result that arrives
+twice is used once, and a cell already in the store is never written again (its key is unique).
+Workers load the scenario from the same path as the driver, so every node needs the same files at the
+same paths (one checkout on a shared filesystem, or the same checkout on each node). Each worker
+recomputes the cell's config hash and refuses to run when it differs from the driver's, so a node with
+other policy, level or trace files fails loudly instead of mixing results.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rtcbench.errors import UserError
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rollouts [lo, hi) of the cell at ``cell_index`` of the driver's to-do list."""
+
+    cell_index: int
+    key: tuple[str, str, str]  # (level, method label, setup)
+    group: tuple  # compile group: (level, method compute key, policy path)
+    lo: int
+    hi: int
+    time_inference: bool  # shard 0 of a cell measures the bare batched policy call
+
+
+def shard_bounds(n_rollouts: int, n_shards: int, devices: int = 1) -> list[tuple[int, int]]:
+    """Split [0, n_rollouts) into n_shards contiguous pieces of nearly equal size, each a multiple of
+    `devices` (the rollouts of a shard are split over that many devices). Refuses what cannot split."""
+    if n_shards < 1:
+        raise UserError(f"must be >= 1, got {n_shards}", field="--rollout-shards")
+    if n_rollouts % (n_shards * devices):
+        raise UserError(f"{n_rollouts} rollouts do not split into {n_shards} shard(s) of a multiple of {devices} "
+                        f"device(s); choose rollouts divisible by {n_shards * devices}", field="--rollout-shards")
+    size = n_rollouts // n_shards
+    return [(i * size, (i + 1) * size) for i in range(n_shards)]
+
+
+def plan_shards(prepared, n_shards: int, devices: int) -> list[Shard]:
+    """Every shard of every prepared cell, in the order the cells were given."""
+    shards = []
+    for index, prep in enumerate(prepared):
+        group = (prep.cell.level, prep.cell.method.compute_key(), str(getattr(prep.policy, "path", "")))
+        for i, (lo, hi) in enumerate(shard_bounds(prep.schedule.n_rollouts, n_shards, devices)):
+            shards.append(Shard(index, prep.key, group, lo, hi, time_inference=(i == 0)))
+    return shards
+
+
+def run_shard(scenario, prep, shard: Shard, devices: int):
+    """One shard through the engine: the cell's schedule rows [lo, hi) with the cell-wide rollout offset."""
+    from rtcbench.engine import run_cell
+
+    whole = shard.lo == 0 and shard.hi == prep.schedule.n_rollouts
+    schedule = prep.schedule if whole else prep.schedule.rollouts(shard.lo, shard.hi)
+    return run_cell(prep.level, prep.policy, prep.cell.method, schedule, H=scenario.H, n=scenario.flow_steps,
+                    env_seed=scenario.seeds.env, policy_seed=scenario.seeds.policy, max_steps=scenario.max_steps,
+                    fallback=scenario.fallback, weak_policy=prep.weak_policy, first_rollout=shard.lo,
+                    devices=devices, time_inference=shard.time_inference)
+
+
+def assemble(outputs):
+    """A cell's shard outputs (rollout order) -> one CellOutput: per-rollout arrays concatenated, times and
+    counts summed; ``inference_ms`` is shard 0's (a batch of that shard's size); the rate is B*T over the
+    summed run time."""
+    if len(outputs) == 1:
+        return outputs[0]
+    first = outputs[0]
+    per = {k: np.concatenate([o.per_rollout[k] for o in outputs]) for k in first.per_rollout}
+    extra = {k: np.concatenate([o.extra[k] for o in outputs]) for k in first.extra}
+    run_s = sum(o.run_s for o in outputs)
+    steps = sum(o.env_steps_per_s * o.run_s for o in outputs)  # B_i * T summed
+    first_steps = float(per["length"].sum())
+    return replace(
+        first, per_rollout=per, extra=extra, compile_s=sum(o.compile_s for o in outputs), run_s=run_s,
+        env_steps_per_s=steps / run_s if run_s > 0 else float("nan"),
+        wasted_policy_evals=sum(o.wasted_policy_evals for o in outputs),
+        policy_calls=sum(o.policy_calls for o in outputs),
+        nfe_per_env_step=float(per["nfe"].sum()) / max(first_steps, 1.0),
+        cache_hit=all(o.cache_hit for o in outputs))
+
+
+def execute_local(scenario, prepared, shards: list[Shard], devices: int) -> Iterator[tuple[Shard, object]]:
+    """Run the shards in this process, in order (cells of one compile group share one compiled episode)."""
+    for shard in shards:
+        yield shard, run_shard(scenario, prepared[shard.cell_index], shard, devices)
+
+
+# --------------------------------------------------------------------------------------------------- ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: start a local Ray instance for this run
+    workers: int | None = None  # None: the cluster's GPUs (device gpu), else its CPUs // cpus_per_worker
+    cpus_per_worker: int = 2
+    max_restarts: int = 2  # per actor; its in-flight shard is retried on the restarted actor
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("needs Ray: pip install -e \".[ray]\" (pinned in constraints.txt)", field="--executor") from None
+    return ray
+
+
+class _Worker:
+    """A Ray actor: loads the scenario once, keeps its compiled episodes, runs shards of any cell."""
+
+    def __init__(self, scenario_path: str, rollouts: int | None, device: str, compile_cache: str | None):
+        from pathlib import Path
+
+        from rtcbench.device import select_device
+        from rtcbench.engine import compile_cache as cc
+        from rtcbench.scenario import Scenario
+
+        select_device(device)
+        cc.enable(None if compile_cache is None else Path(compile_cache))
+        scenario = Scenario.from_yaml(scenario_path)
+        self.scenario = scenario.with_overrides(rollouts=rollouts) if rollouts is not None else scenario
+        self._prepared: dict | None = None
+
+    def run(self, shard: Shard, config_hash: str, devices: int):
+        from rtcbench.runner import prepare
+
+        if self._prepared is None:
+            self._prepared = {p.key: p for p in prepare(self.scenario)}
+        prep = self._prepared.get(shard.key)
+        if prep is None or prep.config_hash != config_hash:
+            import socket
+
+            raise RuntimeError(
+                f"worker on {socket.gethostname()} sees cell {'/'.join(shard.key)} with config hash "
+                f"{prep.config_hash[:12] if prep else 'none'}..., the driver {config_hash[:12]}...: this node's "
+                "scenario, trace, level or policy files differ from the driver's")
+        return run_shard(self.scenario, prep, shard, devices)
+
+
+def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device: str, scenario_path: str,
+                rollouts: int | None, compile_cache, options: RayOptions,
+                log: Callable[[str], None] = print) -> Iterator[tuple[Shard, object]]:
+    """Run the shards on Ray actors; yields (shard, CellOutput) as shards finish, in any order."""
+    ray = _import_ray()
+    from pathlib import Path
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        init = {"address": options.address} if options.address else {}
+        ray.init(**init, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+    try:
+        resources = ray.cluster_resources()
+        if device == "gpu":
+            n_gpu = int(resources.get("GPU", 0))
+            if n_gpu < 1:
+                raise UserError("--device gpu with --executor ray needs GPUs in the Ray cluster; it has none",
+                                field="--device")
+            workers = options.workers or n_gpu
+            actor_opts = {"num_gpus": 1, "num_cpus": 1}
+        else:
+            workers = options.workers or max(1, int(resources.get("CPU", 1)) // options.cpus_per_worker)
+            actor_opts = {"num_cpus": min(options.cpus_per_worker, max(1, int(resources.get("CPU", 1))))}
+        workers = max(1, min(workers, len(shards)))
+        cls = ray.remote(**actor_opts, max_restarts=options.max_restarts,
+                         max_task_retries=options.max_restarts)(_Worker)
+        cache = None if compile_cache is None else str(Path(compile_cache).resolve())
+        actors = [cls.remote(str(Path(scenario_path).resolve()), rollouts, device, cache) for _ in range(workers)]
+        log(f"ray: {workers} worker(s) on {ray.util.get_node_ip_address() if options.address is None else options.address}"
+            f", {actor_opts}")
+        hashes = {i: p.config_hash for i, p in enumerate(prepared)}
+        queues: dict[tuple, deque] = {}
+        for shard in shards:
+            queues.setdefault(shard.group, deque()).append(shard)
+        last_group: dict[int, tuple | None] = dict.fromkeys(range(workers))
+        in_flight: dict = {}  # ObjectRef -> (actor index, shard)
+
+        def next_shard(worker: int) -> Shard | None:
+            group = last_group[worker]
+            if group not in queues:  # its group is done: take the largest group left (fewest compiles)
+                if not queues:
+                    return None
+                group = max(queues, key=lambda g: len(queues[g]))
+            shard = queues[group].popleft()
+            if not queues[group]:
+                del queues[group]
+            last_group[worker] = group
+            return shard
+
+        idle = deque(range(workers))
+        while queues or in_flight:
+            while idle and queues:
+                worker = idle.popleft()
+                shard = next_shard(worker)
+                ref = actors[worker].run.remote(shard, hashes[shard.cell_index], devices)
+                in_flight[ref] = (worker, shard)
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                worker, shard = in_flight.pop(ref)
+                idle.append(worker)
+                yield shard, ray.get(ref)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,149 @@
+"""How a run is executed must not change what it measures (issue #15): `--only`, `--rollout-shards`,
+`--devices` and `--executor ray` against a plain local run of the same tiny scenario, row for row.
+
+Real engine, shipped policy, real processes. The whole-cell runs hit the session's persistent compile
+cache; a shard (8 of 16 rollouts) and a 2-device program each compile once more.
+"""
+
+import os
+
+import pytest
+from conftest import scenario_yaml
+from store_helpers import cli
+
+from rtcbench.errors import UserError
+from rtcbench.executors import shard_bounds
+from rtcbench.runner import parse_only
+from rtcbench.scenario import Scenario
+from rtcbench.store import read_only
+
+SPIKY = """
+  - name: spiky
+    profile:
+      kind: mixture
+      base: {kind: categorical, values: [1, 2, 3], probs: [0.25, 0.5, 0.25]}
+      p_spike: 0.2
+      d_spike: 6
+    forecaster: {kind: window_max, b: 10, init: 3}
+    horizon: {kind: adaptive, s_min: 3}
+  - name: fixed3
+    profile: {kind: fixed, d: 3}
+    forecaster: {kind: fixed, d: 3}
+    horizon: {kind: fixed_clock, s: 3}
+"""
+ROLLOUT_COLUMNS = ("rollout, solved, episode_return, episode_length, jerk_max_d1, jerk_mean_d1, jerk_max_d2, "
+                   "jerk_mean_d2, stall_steps, wall_steps, n_inferences, nfe")
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("exec") / "exec.yaml"
+    path.write_text(scenario_yaml("store_executors", SPIKY, methods="[{kind: naive}, {kind: rtc}]"))
+    return path
+
+
+def _env(jax_cache_dir, **extra) -> dict:
+    return {"JAX_COMPILATION_CACHE_DIR": str(jax_cache_dir), **extra}
+
+
+def _rows(db, run_id=None):
+    """Every rollout row of one run (the only one when run_id is None), in cell and rollout order."""
+    with read_only(db) as conn:
+        run_id = run_id or conn.execute("SELECT run_id FROM runs").fetchone()[0]
+        return conn.execute(
+            f"SELECT level, method, setup, {ROLLOUT_COLUMNS} FROM v_rollouts WHERE run_id = ? "
+            "ORDER BY level, method, setup, rollout", [run_id]).fetchall()
+
+
+def _run_row(db):
+    with read_only(db) as conn:
+        return conn.execute("SELECT status, n_cells_planned, device_count, executor, rollout_shards, cell_filter "
+                            "FROM runs").fetchall()
+
+
+@pytest.fixture(scope="module")
+def whole_run(scenario_file, tmp_path_factory, jax_cache_dir):
+    db = tmp_path_factory.mktemp("whole") / "r.duckdb"
+    proc = cli("run", str(scenario_file), "--db", str(db), env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _run_row(db) == [("complete", 4, 1, "local", 1, None)]
+    return db
+
+
+def test_parse_only_and_shard_bounds(scenario_file):
+    scenario = Scenario.from_yaml(scenario_file)
+    cells = list(scenario.cells())
+    keep = parse_only("method=rtc*,setup=spiky,setup=fixed3", scenario)
+    assert [c.key for c in cells if keep(c)] == [c.key for c in cells if c.method.label.startswith("rtc")]
+    for bad, said in (("setup=nope", "matches nothing"), ("flavour=x", "KEY one of"), ("setup", "KEY=VALUE"),
+                      ("method=", "KEY=VALUE")):
+        with pytest.raises(UserError, match=said):
+            parse_only(bad, scenario)
+    assert shard_bounds(16, 2) == [(0, 8), (8, 16)] and shard_bounds(16, 2, devices=2) == [(0, 8), (8, 16)]
+    for n, shards, devices in ((16, 3, 1), (16, 4, 8), (16, 0, 1)):
+        with pytest.raises(UserError):
+            shard_bounds(n, shards, devices)
+
+
+@pytest.mark.slow
+def test_only_runs_the_matching_cells_and_resume_keeps_the_filter(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    db = tmp_path / "only.duckdb"
+    proc = cli("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _run_row(db) == [("complete", 2, 1, "local", 1, "setup=spiky")]
+    rows = _rows(db)
+    assert {r[2] for r in rows} == {"spiky"} and rows == [r for r in _rows(whole_run) if r[2] == "spiky"]
+    with read_only(db) as conn:
+        run_id = conn.execute("SELECT run_id FROM runs").fetchone()[0]
+    refused = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--only", "setup=fixed3")
+    assert refused.returncode == 2 and "setup=spiky" in refused.stderr and "Traceback" not in refused.stderr
+    again = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
+    assert again.returncode == 0 and "already complete" in again.stderr, again.stderr
+    for bad in ("setup=nope", "colour=red"):
+        proc = cli("run", str(scenario_file), "--db", str(tmp_path / "bad.duckdb"), "--only", bad)
+        assert proc.returncode == 2 and "--only" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "bad.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_rollout_shards_reassemble_the_whole_cells(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    db = tmp_path / "shards.duckdb"
+    proc = cli("run", str(scenario_file), "--db", str(db), "--rollout-shards", "2", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _run_row(db) == [("complete", 4, 1, "local", 2, None)]
+    assert _rows(db) == _rows(whole_run)  # bit-identical, every rollout of every cell
+    with read_only(db) as sharded, read_only(whole_run) as whole:
+        query = ("SELECT level, method, setup, n_rollouts, solve_rate, jerk_max_d2, d_p95, violation_rate, "
+                 "stall_frac FROM cells ORDER BY level, method, setup")
+        assert sharded.execute(query).fetchall() == whole.execute(query).fetchall()
+        n_inf = "SELECT count(*), sum(d), sum(dhat) FROM inferences"
+        assert sharded.execute(n_inf).fetchall() == whole.execute(n_inf).fetchall()
+    proc = cli("run", str(scenario_file), "--db", str(tmp_path / "odd.duckdb"), "--rollout-shards", "3")
+    assert proc.returncode == 2 and "--rollout-shards" in proc.stderr and not (tmp_path / "odd.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_devices_are_asked_for_and_give_the_same_rollouts(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    proc = cli("run", str(scenario_file), "--db", str(tmp_path / "one.duckdb"), "--devices", "2")
+    assert proc.returncode == 2 and "JAX sees 1" in proc.stderr and not (tmp_path / "one.duckdb").exists()
+    db = tmp_path / "two.duckdb"
+    forced = _env(jax_cache_dir, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
+                                            " --xla_force_host_platform_device_count=2").strip())
+    proc = cli("run", str(scenario_file), "--db", str(db), "--devices", "2", "--only", "setup=spiky", env=forced)
+    assert proc.returncode == 0, proc.stderr
+    assert _run_row(db) == [("complete", 2, 2, "local", 1, "setup=spiky")]
+    assert _rows(db) == [r for r in _rows(whole_run) if r[2] == "spiky"]
+
+
+@pytest.mark.slow
+def test_ray_executor_writes_what_a_local_run_writes(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    pytest.importorskip("ray")
+    db = tmp_path / "ray.duckdb"
+    proc = cli("run", str(scenario_file), "--db", str(db), "--executor", "ray", "--workers", "2",
+               "--cpus-per-worker", "1", "--rollout-shards", "2",
+               env=_env(jax_cache_dir, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0"), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _run_row(db) == [("complete", 4, 1, "ray", 2, None)]
+    assert _rows(db) == _rows(whole_run)
+    with read_only(db) as conn:  # one row per cell, whatever order the shards came back in
+        assert conn.execute("SELECT count(*), count(DISTINCT cell_id) FROM cells").fetchone() == (4, 4)
