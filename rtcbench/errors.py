@@ -17,6 +17,7 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
+        self.message = message
         self.path = path
         self.field = field
         where = ""

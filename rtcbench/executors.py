@@ -108,9 +108,13 @@ def assemble(outputs):
         cache_hit=all(o.cache_hit for o in outputs))
 
 
-def execute_local(scenario, prepared, shards: list[Shard], devices: int) -> Iterator[tuple[Shard, object]]:
-    """Run the shards in this process, in order (cells of one compile group share one compiled episode)."""
+def execute_local(scenario, prepared, shards: list[Shard], devices: int,
+                  on_start: Callable[[Shard], None] | None = None) -> Iterator[tuple[Shard, object]]:
+    """Run the shards in this process, in order (cells of one compile group share one compiled episode).
+    on_start(shard) is called before each shard (the driver logs it where no live progress bar is shown)."""
     for shard in shards:
+        if on_start is not None:
+            on_start(shard)
         yield shard, run_shard(scenario, prepared[shard.cell_index], shard, devices)
 
 
@@ -164,6 +168,14 @@ class _Worker:
                 "scenario, trace, level or policy files differ from the driver's")
         return run_shard(self.scenario, prep, shard, devices)
 
+    def device(self) -> str:
+        import socket
+
+        import jax
+
+        dev = jax.devices()[0]
+        return f"{socket.gethostname()}: {dev.platform} ({dev.device_kind}) x{len(jax.devices())}"
+
 
 def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device: str, scenario_path: str,
                 rollouts: int | None, compile_cache, options: RayOptions,
@@ -193,8 +205,9 @@ def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device
                          max_task_retries=options.max_restarts)(_Worker)
         cache = None if compile_cache is None else str(Path(compile_cache).resolve())
         actors = [cls.remote(str(Path(scenario_path).resolve()), rollouts, device, cache) for _ in range(workers)]
-        log(f"ray: {workers} worker(s) on {ray.util.get_node_ip_address() if options.address is None else options.address}"
-            f", {actor_opts}")
+        where = ray.util.get_node_ip_address() if options.address is None else options.address
+        log(f"ray: {workers} worker(s) via {where}, each {actor_opts}; devices: "
+            + "; ".join(sorted(set(ray.get([a.device.remote() for a in actors])))))
         hashes = {i: p.config_hash for i, p in enumerate(prepared)}
         queues: dict[tuple, deque] = {}
         for shard in shards:

@@ -337,7 +337,9 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
         only = recorded
     select = parse_only(only, scenario) if only else None
     shard_bounds(scenario.rollouts, rollout_shards, devices)  # refuse an uneven split before any work
-    select_device(device)
+    # Under Ray the driver only plans (loads files, builds schedules) and its host need not have the workers'
+    # GPU: the workers select `device` themselves (and refuse a missing GPU there).
+    select_device("cpu" if executor == "ray" else device)
     if executor == "local":
         import jax
 
@@ -368,6 +370,8 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     else:
         done = set()
         info = provenance.collect()
+        if executor == "ray":  # the driver's own JAX device says nothing about the workers'
+            info.update(jax_backend=f"ray/{device}", device_kind=None)
         run_id = store.create_run({
             **info,
             "scenario": scenario.name,
@@ -403,7 +407,13 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
 
         shards = plan_shards(todo, rollout_shards, devices)
         if executor == "local":
-            results = execute_local(scenario, todo, shards, devices)
+            def announce(shard) -> None:  # logs and pipes get no live bar: say what the silent minutes are
+                if not console.is_terminal:
+                    console.print("  start {} | {} | {}".format(*shard.key)
+                                  + (f" rollouts [{shard.lo}, {shard.hi})" if rollout_shards > 1 else "")
+                                  + " (the first cell of a level and method compiles its episode)")
+
+            results = execute_local(scenario, todo, shards, devices, on_start=announce)
         else:
             results = execute_ray(scenario, todo, shards, devices, device=device, scenario_path=str(scenario_path),
                                   rollouts=rollouts, compile_cache=cache_dir, options=ray_options or RayOptions(),

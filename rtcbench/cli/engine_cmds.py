@@ -7,6 +7,7 @@ as a delay trace (bench/traces/NAME.json by default) whose header names the hard
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -81,7 +82,7 @@ def bench_cmd(
     s_min: Annotated[int, typer.Option("--s-min", help="Adaptive execution horizon s_min.")] = 4,
     H: Annotated[int, typer.Option("--H", help="Chunk size (must match a checkpoint's).")] = 8,
     flow_steps: Annotated[int, typer.Option("--flow-steps", help="Euler steps n.")] = 5,
-    repeats: Annotated[int, typer.Option("--repeats", help="Interleaved timing repeats (medians reported).")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", help="Interleaved timing repeats (the fastest of each is compared).")] = 5,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu. gpu fails when no GPU is present.")]
     = "auto",
 ) -> None:
@@ -133,8 +134,17 @@ def bench_cmd(
         model = make_policy(make_config(preset, lvl.obs_dim, lvl.action_dim, H), seed=0)
     d = np.full((batch, steps), delay)
     sched = schedule_from_delays(d, d, horizon=AdaptiveHorizon(s_min=s_min), H=H, max_steps=steps)
+    print(f"bench: {lvl.name}, {method}, batch {batch} x {steps} steps: compiling the engine and the physics-only "
+          f"scan, then {repeats} interleaved timing repeats (fastest of each compared)", file=sys.stderr)
     report = engine_vs_limit(lvl, model, methods[method](), sched, H=H, n=flow_steps, repeats=repeats)
-    out = {"level": lvl.name, "weights": weights, "preset": preset or getattr(model, "meta", {}).get("preset"),
+    import datetime as dt
+
+    from rtcbench import __version__
+    from rtcbench.provenance import git_state
+
+    commit, dirty = git_state()
+    out = {"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rtcbench_version": __version__,
+           "git_commit": commit, "git_dirty": dirty, "method": method, "level": lvl.name, "weights": weights, "preset": preset or getattr(model, "meta", {}).get("preset"),
            "delay": delay, "s_min": s_min}
     out |= {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.as_dict().items()
             if k != "engine_times_s"}

@@ -36,11 +36,28 @@ def levels_cmd() -> None:
     """List the kinetix-env built-in level names, then the project's rtc/ levels (rtcbench/project_levels.py;
     a scenario may also name a level JSON path). Any level may take the suffix ':packed' (e.g.
     l/h17_unicycle:packed): the same physics in arrays cut to the level's own entities, several times faster
-    for size-L levels (see rtcbench/levels.py)."""
-    from rtcbench.levels import known_levels
+    for size-L levels (see rtcbench/levels.py).
 
-    for name in known_levels():
-        print(name)
+    A level with a shipped BC policy (policies/<level_slug>/bc.msgpack, or policies/multiexpert/<level_slug>/
+    in a checkout) is followed by "policy:", the level name that policy was trained on (with :packed where it
+    was) and the checkpoint paths."""
+    from pathlib import Path
+
+    from rtcbench.levels import PACKED_SUFFIX, known_levels
+    from rtcbench.shipped import shipped_policies
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    names = known_levels()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        marks = [f"{variant} -> {', '.join(shown(p) for p in found)}"
+                 for variant in (name, name + PACKED_SUFFIX) if (found := shipped_policies(variant))]
+        print(f"{name:<{width}}  policy: {'; '.join(marks)}" if marks else name)
 
 
 _registered = False

@@ -207,12 +207,45 @@ def train_bc_cmd(
     model.set_obs_stats(obs.mean(0), obs.std(0))
     train_cfg = FlowTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     model, info = train_flow_policy(model, obs, chunks, train_cfg, work, label="bc")
+    _draw_curves({"bc": info["history"]}, work / "bc_curves", f"{level.name} BC")
     meta = {"level": level.name, "kind": "bc", "preset": preset, "data": data_summary(data_meta),
             "training": {"bc": {**info, "command": _command_line(), "data": data_meta}}}
     if modality_obs > 0:
         meta["modality"] = _measure_and_print_modality(model, level, modality_obs, flow_steps, seed + 30_000)
     _eval_and_save(model, level, out, meta, eval_n=eval_n, horizon=eval_horizon, delay_naive=eval_delay,
                    flow_steps=flow_steps, seed=seed + 20_000, prefix="naive")
+
+
+def _draw_curves(histories: dict, stem: Path, title: str) -> None:
+    from rtcbench.policy.curves import plot_curves
+
+    png, _ = plot_curves(histories, stem, title=title)
+    print(f"training curves: {png} (+ .svg); per-block metrics: {stem.parent}/*metrics.jsonl", file=sys.stderr)
+
+
+@policy_app.command("curves")
+def curves_cmd(
+    sidecars: list[Path] = typer.Argument(..., help="Checkpoint sidecars (expert.json, bc.json, ttrtc.json) "
+                                          "or the checkpoints themselves."),
+    out: Path = typer.Option(Path("curves"), help="Output folder: <name>.png and .svg per sidecar."),
+) -> None:
+    """Draw the training curves recorded in checkpoint sidecars (reward and training solve rate of experts,
+    loss per epoch of BC and training-time RTC), shipped policies included."""
+    from rtcbench.policy.curves import histories_from_sidecar, plot_curves
+
+    for path in sidecars:
+        sidecar = path if path.suffix == ".json" else path.with_suffix(".json")
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read this sidecar: {exc}", path=str(sidecar)) from None
+        histories = histories_from_sidecar(meta) if isinstance(meta, dict) else {}
+        if not histories:
+            raise UserError("has no training history to draw", path=str(sidecar))
+        name = "_".join(p for p in sidecar.with_suffix("").parts[-3:] if p not in (".", ".."))
+        level = meta.get("level") or (meta.get("config") or {}).get("level", "")
+        png, _ = plot_curves(histories, out / name, title=f"{level}: {sidecar}")
+        print(png)
 
 
 def data_summary(data_meta: dict) -> dict:
@@ -271,6 +304,7 @@ def train_ttrtc_cmd(
     train_cfg = FlowTrainConfig(epochs=epochs, lr=lr, max_prefix=max_prefix, prefix_decay=prefix_decay, seed=seed,
                                 warmup_steps=200)
     model, info = train_flow_policy(loaded.model(), obs, chunks, train_cfg, work, label="ttrtc")
+    _draw_curves({"ttrtc": info["history"]}, work / "ttrtc_curves", f"{level.name} training-time RTC")
     training = dict(loaded.meta.get("training", {}))
     training["ttrtc"] = {**info, "command": _command_line(), "init": str(loaded.path), "init_sha256": loaded.sha256}
     meta = {"level": level.name, "kind": "ttrtc", "preset": loaded.meta.get("preset"), "training": training}

@@ -26,7 +26,8 @@ PERCENTILES = (50, 90, 95, 99, 99.9)
 def validate_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
 ) -> None:
-    """Validate a scenario and every file it names (levels, policies, traces); print its hashes and cell count.
+    """Validate a scenario and every file it names (levels, policies, traces); print its hashes and its cells
+    (level | method | setup, in run order).
 
     Loads each level and checkpoint as a run would (sha256 against the sidecar, dims against the level,
     H against the scenario), so a scenario that validates does not fail on its inputs after a run starts."""
@@ -42,6 +43,11 @@ def validate_cmd(
     print(f"  comparability_key {sc.comparability_key}")
     for role, sha in sorted(sc.file_digests().items()):
         print(f"  {role:<40} sha256 {sha[:16]}")
+    keys = [cell.key for cell in cells]
+    widths = [max(len(head), *(len(k[i]) for k in keys)) for i, head in enumerate(("level", "method", "setup"))]
+    print("  cells:")
+    for row in [("level", "method", "setup"), *keys]:
+        print("    " + " | ".join(f"{text:<{w}}" for text, w in zip(row, widths, strict=True)).rstrip())
 
 
 

@@ -74,23 +74,88 @@ def run_cmd(
 
 
 def query_cmd(
-    sql: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT method, solve_rate FROM v_cells\".")],
+    sql: Annotated[str | None, typer.Argument(
+        help="SQL to run, e.g. \"SELECT method, solve_rate FROM v_cells WHERE run_id = $run\" (or give -f).")] = None,
     db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the SQL from this file instead.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="NAME=VALUE bound to $NAME in the SQL (repeatable). The value is passed as text, never "
+        "pasted into the SQL; DuckDB casts it where the SQL compares it with a number (or write $NAME::INTEGER).")]
+    = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the rows to FILE.parquet or FILE.csv (by suffix) instead of printing them.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json (printed output)")] = "table",
 ) -> None:
-    """Run SQL on a read-only connection (file-system access disabled: nothing can be written)."""
+    """Run SQL on a read-only connection (file-system access disabled: nothing can be written).
+
+    --out is written by rtcbench itself from the rows the query returned, not by SQL (COPY stays refused)."""
+    import re
+
     import duckdb
 
     from rtcbench.store.db import read_only, resolve_db_path
 
     if fmt not in ("table", "csv", "json"):
         raise UserError(f"must be table, csv or json, got {fmt!r}", field="--format")
+    if (sql is None) == (file is None):
+        raise UserError("give the SQL either as the argument or with -f/--file FILE.sql (one of them)", field="SQL")
+    if file is not None:
+        if not file.is_file():
+            raise UserError("no such SQL file", path=str(file), field="--file")
+        try:
+            sql = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the SQL file: {exc}", path=str(file), field="--file") from None
+        if not sql.strip():
+            raise UserError("the SQL file is empty", path=str(file), field="--file")
+    params: dict[str, str] = {}
+    for spec in param or []:
+        name, sep, value = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"expected NAME=VALUE with NAME a SQL identifier (used as $NAME), got {spec!r}",
+                            field="--param")
+        if name in params:
+            raise UserError(f"{name} is given twice", field="--param")
+        params[name] = value
+    out_kind = None
+    if out is not None:
+        out_kind = {".parquet": "parquet", ".csv": "csv"}.get(out.suffix.lower())
+        if out_kind is None:
+            raise UserError(f"the file name must end in .parquet or .csv, got {out.suffix or 'no suffix'!r}",
+                            path=str(out), field="--out")
+        if out.is_dir():
+            raise UserError("is a directory; give a file name ending in .parquet or .csv", path=str(out), field="--out")
+        if not out.parent.is_dir():
+            raise UserError(f"directory {str(out.parent)!r} does not exist", path=str(out), field="--out")
     path = resolve_db_path(db)
+    if out is not None and out.exists() and path.exists() and out.resolve() == path.resolve():
+        raise UserError("is the results file itself", path=str(out), field="--out")
     with read_only(path, sandbox=True) as conn:
         try:
-            frame = conn.execute(sql).df()
+            frame = (conn.execute(sql, params) if params else conn.execute(sql)).df()
         except duckdb.Error as exc:
-            raise UserError(f"query failed: {str(exc).strip()}", path=str(path), field="SQL") from None
+            raise UserError(f"query failed: {str(exc).strip()}", path=str(path),
+                            field="--file" if file is not None else "SQL") from None
+    if out is not None:
+        # Written here, outside DuckDB's sandbox, to a temporary name first: a failed write leaves no half file.
+        import os
+
+        import pyarrow as pa
+
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            if out_kind == "parquet":  # column types as DuckDB gave them (nullable integers stay integers)
+                frame.to_parquet(tmp, index=False, engine="pyarrow")
+            else:
+                frame.to_csv(tmp, index=False)
+            os.replace(tmp, out)
+        except (OSError, pa.ArrowException) as exc:
+            raise UserError(f"cannot write the file: {exc}", path=str(out), field="--out") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        print(f"{len(frame)} rows x {len(frame.columns)} columns written to {out}")
+        return
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif fmt == "json":
@@ -137,24 +202,38 @@ def report_cmd(
 
 
 def compare_cmd(
-    baseline: Annotated[str, typer.Option("--baseline", help="Baseline run id.")],
-    candidate: Annotated[str, typer.Option("--candidate", help="Candidate run id.")],
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Baseline run id or a prefix of one (default: the latest complete run before the "
+        "candidate that has a cell with one of its comparability keys; any complete run with --baseline-db).")] = None,
+    candidate: Annotated[str | None, typer.Option(
+        "--candidate", help="Candidate run id or a prefix of one (default: the latest complete run).")] = None,
     db: DbOption = None,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option("--threshold", help="METRIC:VALUE; solve_rate absolute (default 0.05), jerk_max_d1 / "
-                     "jerk_max_d2 relative to the baseline mean (default 0.10). Repeatable."),
-    ] = None,
+    baseline_db: Annotated[str | None, typer.Option(
+        "--baseline-db", help="DuckDB file of the baseline run (default: the candidate's file, --db).")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="METRIC:VALUE, repeatable; VALUE a fraction or a percentage. solve_rate is absolute, in "
+        "percentage points: solve_rate:5% = solve_rate:0.05 (the default). jerk_max_d1 and jerk_max_d2 are relative "
+        "to the baseline mean: jerk_max_d2:10% = jerk_max_d2:0.10 (the default). A sign may point the way the "
+        "metric regresses (solve_rate:-5%, jerk_max_d2:+10%); either way the threshold applies in both "
+        "directions.")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired tests.")] = 0.05,
+    changed_only: Annotated[bool, typer.Option(
+        "--changed-only", "--only-changed", help="Show only cells that are better, worse, not comparable or "
+        "invalid (the exit code still covers every cell).")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
-    """Paired regression gate between two runs.
+    """Paired regression gate between two runs, in one results file or two (--baseline-db).
+
+    Without run ids, the candidate is the latest complete run and the baseline the latest complete run
+    before it with a comparable cell; the output says which runs were picked and why.
 
     Exit 0: no regression; 1: regression; 2: invalid or not comparable results; 4: usage error (a bad
-    flag, an unknown run id, a missing or unreadable database), so CI can tell a broken job from an
-    incomparable pair of runs."""
+    flag, an unknown run id, no run to pick, a missing or unreadable database), so CI can tell a broken job
+    from an incomparable pair of runs."""
+    from contextlib import ExitStack
+
     from rtcbench.errors import UsageError
-    from rtcbench.store.compare import compare_runs, parse_thresholds
+    from rtcbench.store.compare import NOT_SIGNIFICANT, compare_runs, parse_thresholds
     from rtcbench.store.db import read_only, resolve_db_path
 
     try:
@@ -164,51 +243,79 @@ def compare_cmd(
         if fmt not in ("table", "json"):
             raise UserError(f"must be table or json, got {fmt!r}", field="--format")
         path = resolve_db_path(db)
-        with read_only(path) as conn:
-            result = compare_runs(conn, baseline, candidate, thresholds=thresholds, alpha=alpha, db_path=str(path))
+        base_path = Path(baseline_db) if baseline_db else None
+        with ExitStack() as stack:
+            conn = stack.enter_context(read_only(path))
+            base_conn = None
+            if base_path is not None and not (base_path.exists() and base_path.resolve() == path.resolve()):
+                try:
+                    base_conn = stack.enter_context(read_only(base_path))
+                except UserError as exc:  # name the flag of the file that failed
+                    raise UserError(exc.message, path=exc.path,
+                                    field="--baseline-db" if exc.field == "--db" else exc.field) from None
+            result = compare_runs(conn, baseline, candidate, thresholds=thresholds, alpha=alpha, db_path=str(path),
+                                  baseline_conn=base_conn, baseline_db_path=str(base_path) if base_path else None)
     except UsageError:
         raise
     except UserError as exc:
         raise UsageError.from_user_error(exc) from None
+    shown = [c for c in result.cells if not (changed_only and c.outcome == NOT_SIGNIFICANT)]
     if fmt == "json":
         print(json.dumps({
             "baseline": result.baseline, "candidate": result.candidate, "exit_code": result.exit_code,
-            "notes": result.notes,
+            "baseline_db": result.baseline_db, "candidate_db": result.candidate_db, "selection": result.selection,
+            "thresholds": thresholds, "notes": result.notes, "changed_only": changed_only,
+            "cells_hidden": len(result.cells) - len(shown),
             "cells": [{"comparability_key": c.comparability_key, "level": c.level, "method": c.method,
                        "setup": c.setup, "outcome": c.outcome, "reason": c.reason,
-                       "metrics": [vars(m) for m in c.metrics]} for c in result.cells],
+                       "metrics": [vars(m) for m in c.metrics]} for c in shown],
         }, indent=1, default=str))
     else:
-        _print_comparison(result)
+        _print_comparison(result, shown, thresholds)
     if result.exit_code:
         raise SystemExit(result.exit_code)
 
 
-def _print_comparison(result) -> None:
+def _print_comparison(result, shown, thresholds: dict[str, float]) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from rtcbench.store.compare import METRICS
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
+    two_files = result.baseline_db != result.candidate_db
+    for which in ("candidate", "baseline"):
+        run_id = getattr(result, which)
+        where = f" in {getattr(result, which + '_db')}" if two_files else ""
+        if which in result.selection:
+            console.print(Text(f"{which} {run_id or '(none)'}{where}: {result.selection[which]}"))
+    console.print(Text("thresholds: " + ", ".join(
+        f"{name} {100 * value:g} pp (absolute)" if METRICS[name][0] == "rate" else
+        f"{name} {100 * value:g}% of the baseline mean (relative)" for name, value in thresholds.items())))
     table = Table(title=f"compare: baseline {result.baseline} -> candidate {result.candidate}")
-    for col in ("level", "method", "setup", "outcome", "solve rate", "jerk_max_d2", "evidence / reason"):
+    for col in ("level", "method", "setup", "outcome", "solve rate", "jerk_max_d2", "jerk ratio",
+                "evidence / reason"):
         table.add_column(col, overflow="fold")
     styles = {"worse": "bold red", "better": "green", "invalid": "bold yellow", "not comparable": "yellow"}
-    for cell in result.cells:
+    for cell in shown:
         by_name = {m.metric: m for m in cell.metrics}
         solve = by_name.get("solve_rate")
         jerk = by_name.get("jerk_max_d2")
         evidence = "; ".join(f"{m.metric}: {m.verdict} ({m.evidence})" for m in cell.metrics if m.verdict != "not significant")
         table.add_row(
             Text(cell.level), Text(cell.method), Text(cell.setup), Text(cell.outcome, style=styles.get(cell.outcome, "")),
-            Text(f"{solve.baseline:.3f} -> {solve.candidate:.3f}" if solve else ""),
-            Text(f"{jerk.baseline:.3g} -> {jerk.candidate:.3g} ({jerk.effect:+.1%})"
-                 if jerk and math.isfinite(jerk.effect) else ""),
+            Text(f"{solve.baseline:.3f} -> {solve.candidate:.3f} ({100 * solve.effect:+.1f} pp)" if solve else ""),
+            Text(f"{jerk.baseline:.3g} -> {jerk.candidate:.3g}" if jerk else ""),
+            Text(f"{jerk.ratio:.3f}" if jerk and jerk.ratio is not None else ""),
             Text(cell.reason or evidence),
         )
     console.print(table)
+    hidden = len(result.cells) - len(shown)
+    if hidden:
+        console.print(Text(f"{hidden} of {len(result.cells)} cells not significant, not shown (--changed-only)"))
     for note in result.notes:
         console.print(Text(f"note: {note}"))
     verdict = {0: "no regression", 1: "REGRESSION", 2: "INVALID or NOT COMPARABLE"}[result.exit_code]

@@ -157,6 +157,10 @@ def train_flow_policy(model, obs: np.ndarray, chunks: np.ndarray, cfg: FlowTrain
     start, history, wall = 0, [], 0.0
     if state_path.exists():
         params, rest, opt_state, start, history, wall = _load_train_state(state_path, params, rest, opt_state)
+    from rtcbench.policy.curves import append_metrics, write_metrics
+
+    metrics_path = Path(work_dir) / f"{label}_metrics.jsonl"  # live per-epoch metrics (rtcbench.policy.curves)
+    write_metrics(metrics_path, [{"stage": label, **r} for r in history])
     obs_d, chunks_d = jnp.asarray(obs), jnp.asarray(chunks)
     key = jax.random.PRNGKey(cfg.seed)
     with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
@@ -169,6 +173,7 @@ def train_flow_policy(model, obs: np.ndarray, chunks: np.ndarray, cfg: FlowTrain
             wall += time.perf_counter() - t0
             history.append({"epoch": ep + 1, "loss": loss, "wall_s": round(wall, 1)})
             _save_train_state(state_path, params, rest, opt_state, ep + 1, history, wall)
+            append_metrics(metrics_path, {"stage": label, **history[-1]})
             progress.update(task, completed=ep + 1, info=f"loss {loss:.4f}")
     model = nnx.merge(graphdef, params, rest)
     info = {"epochs": cfg.epochs, "steps": total_steps, "samples": n, "final_loss": history[-1]["loss"],

@@ -514,6 +514,11 @@ def train_population(cfg: ExpertConfig, seeds: list[int], out_dirs: list[Path], 
         raise UserError(f"the seeds' checkpoints are at different updates {updates}; resume them one by one",
                         path=str(out_dirs[0].parent))
     update, K = updates[0], len(seeds)
+    from rtcbench.policy.curves import append_metrics, plot_curves, write_metrics
+
+    metrics_paths = [Path(out) / "metrics.jsonl" for out in out_dirs]  # live per-block metrics (policy.curves)
+    for k, path in enumerate(metrics_paths):  # a resumed run starts from the sidecar's history: no block twice
+        write_metrics(path, [{"stage": "expert", "seed": seeds[k], **r} for r in histories[k]])
     runner = _stack(runners)
     blocks = {}
     call_t0 = time.perf_counter()
@@ -544,6 +549,7 @@ def train_population(cfg: ExpertConfig, seeds: list[int], out_dirs: list[Path], 
                 # num_steps (the shaped training reward, action-rate penalty included)
                 histories[k].append({"update": update, "steps": steps, "train_solve_frac": rate, "episodes": eps,
                                      "reward": float(metrics["reward"][k].mean()), "wall_s": round(walls[k], 1)})
+                append_metrics(metrics_paths[k], {"stage": "expert", "seed": seeds[k], **histories[k][-1]})
                 params, opt_state, _, _, _, rng = _unstack(runner, k)
                 if steps // checkpoint_every > steps_before // checkpoint_every or update >= cfg.num_updates:
                     rel = save_periodic_checkpoint(out, params, steps)
@@ -574,6 +580,8 @@ def train_population(cfg: ExpertConfig, seeds: list[int], out_dirs: list[Path], 
             info[f"solve_rate_obs_lag{lag}"] = evaluate_expert(level, c, params, eval_n, seed=c.seed + 10_000,
                                                                obs_lag=lag)
         save_expert(out, c, params, opt_state, rng, update, info)
+        if histories[k]:
+            plot_curves({"expert": histories[k]}, Path(out) / "curves", title=f"{cfg.level} expert, seed {c.seed}")
         infos.append(info)
     return infos
 

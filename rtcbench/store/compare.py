@@ -1,14 +1,22 @@
-"""`rtcbench compare`: a paired regression gate between two runs in one results file.
+"""`rtcbench compare`: a paired regression gate between two runs, in one results file or in two.
 
 Cells of the baseline and candidate runs are paired by ``comparability_key`` (and, should one run hold
 several cells with the same key, by level, method and setup too). Rollout b of both cells shares its
 env seed, so the per-rollout rows are paired:
 
 - solve rate: McNemar's test on the paired solves (`rtcbench.stats.mcnemar`); the effect is the
-  difference of solve rates, an absolute threshold (default 0.05);
+  difference of solve rates, an absolute threshold (default 0.05 = 5 percentage points);
 - jerk (``jerk_max_d1``, ``jerk_max_d2``): a paired bootstrap interval of the mean per-rollout
   difference (`rtcbench.stats.paired_bootstrap`); the effect is relative to the baseline mean
-  (default threshold 0.10 = 10 %).
+  (default threshold 0.10 = 10 %), and the ratio candidate / baseline of the means is reported too.
+
+A threshold is written ``METRIC:VALUE`` with VALUE a fraction or a percentage of the metric's own scale
+(`parse_thresholds`): ``solve_rate:5%`` = ``solve_rate:0.05`` (5 percentage points),
+``jerk_max_d2:10%`` = ``jerk_max_d2:0.10`` (a tenth of the baseline mean).
+
+Without run ids (`pick_candidate`, `pick_baseline`), the candidate is the latest complete run and the
+baseline the latest complete run before it that has a cell with one of the candidate's comparability keys,
+as pytest-benchmark compares with the latest saved run. The baseline may come from another file.
 
 A metric is *worse* (or *better*) only when its effect is beyond the threshold in the bad (good)
 direction **and** the test is significant (p < alpha for McNemar, the interval excludes zero for the
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -56,21 +65,46 @@ BETTER, WORSE, NOT_SIGNIFICANT, NOT_COMPARABLE, INVALID = (
 EXIT_OK, EXIT_REGRESSION, EXIT_INVALID, EXIT_USAGE = 0, 1, 2, 4
 
 
+# The sign a threshold may carry: the direction in which the metric regresses (a drop of the solve rate,
+# a rise of jerk). The threshold applies in both directions either way (better and worse).
+_REGRESSION_SIGN = {"rate": "-", "relative_lower": "+"}
+_THRESHOLD_VALUE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(%?)")
+
+
 def parse_thresholds(specs: list[str] | None) -> dict[str, float]:
-    """["solve_rate:0.05", "jerk_max_d2:0.2"] -> thresholds (defaults for metrics not given)."""
+    """["solve_rate:5%", "jerk_max_d2:0.2"] -> thresholds (defaults for metrics not given).
+
+    ``5%`` and ``0.05`` are the same threshold: for solve_rate 5 percentage points (absolute), for jerk 5 % of
+    the baseline mean (relative). Malformed values, a sign against the regression direction, a rate threshold
+    above 100 % and a metric given twice are refused, naming --threshold."""
     thresholds = {name: default for name, (_, default) in METRICS.items()}
+    given: set[str] = set()
     for spec in specs or []:
         name, sep, value = spec.partition(":")
+        name = name.strip()
         if not sep or name not in METRICS:
             raise UserError(
                 f"expected METRIC:VALUE with METRIC one of {', '.join(METRICS)}, got {spec!r}", field="--threshold"
             )
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and number >= 0):
-            raise UserError(f"threshold of {name} must be a finite number >= 0, got {value!r}", field="--threshold")
+        if name in given:
+            raise UserError(f"{name} is given twice ({spec!r})", field="--threshold")
+        given.add(name)
+        kind, default = METRICS[name]
+        match = _THRESHOLD_VALUE.fullmatch(value.strip())
+        if match is None:
+            raise UserError(
+                f"threshold of {name} must be a number >= 0 or a percentage, e.g. {name}:{default:g} or "
+                f"{name}:{100 * default:g}%, got {value!r}", field="--threshold")
+        sign, digits, percent = match.groups()
+        number = float(digits) / (100.0 if percent else 1.0)
+        if sign and sign != _REGRESSION_SIGN[kind]:
+            bad = "drop" if kind == "rate" else "rise"
+            raise UserError(
+                f"{spec!r}: a sign must point the way {name} regresses ({_REGRESSION_SIGN[kind]}, a {bad}); "
+                "the threshold applies to both directions, so the sign may also be left out", field="--threshold")
+        if kind == "rate" and number > 1:
+            raise UserError(f"threshold of {name} is absolute (percentage points of a rate in [0, 1]), so it must "
+                            f"be at most 1 (100%), got {value!r}", field="--threshold")
         thresholds[name] = number
     return thresholds
 
@@ -80,6 +114,7 @@ class MetricComparison:
     metric: str
     baseline: float
     candidate: float
+    ratio: float | None  # candidate / baseline (None when the baseline is 0)
     effect: float  # solve_rate: candidate - baseline; jerk: (candidate - baseline) / baseline
     threshold: float
     significant: bool
@@ -104,6 +139,10 @@ class Comparison:
     candidate: str
     cells: list[CellComparison]
     notes: list[str]
+    # which -> why this run: given, matched a prefix, or picked (no run id given)
+    selection: dict[str, str] = field(default_factory=dict)
+    baseline_db: str = ""
+    candidate_db: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -115,12 +154,77 @@ class Comparison:
         return EXIT_OK
 
 
+def _no_run(conn: duckdb.DuckDBPyConnection, run_id: str, db_path: str, flag: str) -> UserError:
+    known = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 5").fetchall()]
+    return UserError(f"no run {run_id!r} (latest runs: {', '.join(known) or 'none'})", path=db_path, field=flag)
+
+
 def _run_row(conn: duckdb.DuckDBPyConnection, run_id: str, db_path: str, flag: str) -> dict:
     df = conn.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
     if df.empty:
-        known = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 5").fetchall()]
-        raise UserError(f"no run {run_id!r} (latest runs: {', '.join(known) or 'none'})", path=db_path, field=flag)
+        raise _no_run(conn, run_id, db_path, flag)
     return df.iloc[0].to_dict()
+
+
+def resolve_run(conn: duckdb.DuckDBPyConnection, run_id: str, db_path: str, flag: str) -> tuple[str, str]:
+    """A run id, or a prefix that only one run id of the file starts with -> (run id, how it was found)."""
+    if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+        return run_id, f"given ({flag})"
+    matches = [r[0] for r in conn.execute(
+        "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY started_at DESC", [run_id]).fetchall()]
+    if not run_id or not matches:
+        raise _no_run(conn, run_id, db_path, flag)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+        raise UserError(f"{run_id!r} is the start of {len(matches)} run ids ({shown}); give more of it",
+                        path=db_path, field=flag)
+    return matches[0], f"the one run id starting with {run_id!r} ({flag})"
+
+
+def _when(started) -> str:
+    return f"{started:%Y-%m-%d %H:%M:%S}" if started is not None else "at an unknown time"
+
+
+def pick_candidate(conn: duckdb.DuckDBPyConnection, db_path: str) -> tuple[str, str]:
+    """The latest complete run of the file -> (run id, why)."""
+    row = conn.execute("SELECT run_id, started_at FROM runs WHERE status = 'complete' "
+                       "ORDER BY started_at DESC, run_id DESC LIMIT 1").fetchone()
+    if row is None:
+        raise UserError("the file holds no complete run to compare; give --candidate RUN", path=db_path,
+                        field="--candidate")
+    return row[0], f"latest complete run (started {_when(row[1])}; --candidate not given)"
+
+
+def pick_baseline(conn: duckdb.DuckDBPyConnection, candidate: dict, candidate_keys: set[str], db_path: str, *,
+                  same_file: bool) -> tuple[str, str]:
+    """The latest complete run that has a cell with one of the candidate's comparability keys -> (run id, why).
+
+    In the candidate's own file it must have started before the candidate; in another file (--baseline-db)
+    any complete run but one with the candidate's id qualifies."""
+    filters = "r.status = 'complete' AND r.run_id <> $candidate" + (" AND r.started_at < $before" if same_file else "")
+    params = {"candidate": candidate["run_id"]} | ({"before": candidate["started_at"]} if same_file else {})
+    found = conn.execute(f"""
+        SELECT r.run_id, r.started_at, count(DISTINCT c.comparability_key)
+        FROM runs r JOIN cells c ON c.run_id = r.run_id
+        WHERE {filters} AND list_contains($keys, c.comparability_key)
+        GROUP BY r.run_id, r.started_at
+        ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1
+    """, params | {"keys": sorted(candidate_keys)}).fetchone()
+    where = "before the candidate" if same_file else "in the baseline file"
+    if found is None:
+        n_complete = conn.execute(f"SELECT count(*) FROM runs r WHERE {filters}", params).fetchone()[0]
+        raise UserError(
+            f"none of the {n_complete} complete runs {where} has a cell with a comparability key of candidate "
+            f"{candidate['run_id']} (same level, method, setup, policy and trace); give --baseline RUN",
+            path=db_path, field="--baseline")
+    run_id, started, n_shared = found
+    passed_over = conn.execute(f"SELECT count(*) FROM runs r WHERE {filters} AND r.started_at > $after",
+                               params | {"after": started}).fetchone()[0]
+    why = (f"latest complete run {where} with a comparable cell (started {_when(started)}; {n_shared} of "
+           f"{len(candidate_keys)} comparability keys shared")
+    if passed_over:
+        why += f"; passed over {passed_over} later complete run{'s' if passed_over != 1 else ''} without one"
+    return run_id, why + "; --baseline not given)"
 
 
 def _rollouts(conn: duckdb.DuckDBPyConnection, cell_id: str) -> pd.DataFrame:
@@ -160,6 +264,10 @@ def _seed_mismatch(b_cell: pd.Series, c_cell: pd.Series) -> str | None:
     return None
 
 
+def _ratio(candidate: float, baseline: float) -> float | None:
+    return candidate / baseline if baseline != 0 and math.isfinite(baseline) and math.isfinite(candidate) else None
+
+
 def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold: float, alpha: float,
                     n_resamples: int, seed: int) -> MetricComparison:
     kind, _ = METRICS[name]
@@ -171,7 +279,7 @@ def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold
         evidence = (f"McNemar {result.method} p={result.p_value:.3g} "
                     f"(baseline-only {result.baseline_only}, candidate-only {result.candidate_only})")
         worse, better = effect < -threshold, effect > threshold
-        return MetricComparison(name, b_rate, c_rate, effect, threshold, significant, evidence,
+        return MetricComparison(name, b_rate, c_rate, _ratio(c_rate, b_rate), effect, threshold, significant, evidence,
                                 WORSE if worse and significant else BETTER if better and significant else NOT_SIGNIFICANT)
     boot = paired_bootstrap(base[name].to_numpy(float), cand[name].to_numpy(float), n_resamples=n_resamples,
                             confidence=1.0 - alpha, seed=seed)
@@ -181,26 +289,56 @@ def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold
     evidence = f"bootstrap {100 * (1 - alpha):.0f}% [{boot.low:.4g}, {boot.high:.4g}] of mean diff over {boot.n_pairs} pairs"
     worse, better = effect > threshold, effect < -threshold
     significant = boot.significant
-    return MetricComparison(name, b_mean, c_mean, effect, threshold, significant, evidence,
+    return MetricComparison(name, b_mean, c_mean, _ratio(c_mean, b_mean), effect, threshold, significant, evidence,
                             WORSE if worse and boot.low > 0 else BETTER if better and boot.high < 0 else NOT_SIGNIFICANT)
 
 
-def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str, candidate: str, *, thresholds: dict[str, float],
-                 alpha: float = 0.05, n_resamples: int = 4000, seed: int = 0, db_path: str = "") -> Comparison:
+def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidate: str | None, *,
+                 thresholds: dict[str, float], alpha: float = 0.05, n_resamples: int = 4000, seed: int = 0,
+                 db_path: str = "", baseline_conn: duckdb.DuckDBPyConnection | None = None,
+                 baseline_db_path: str | None = None) -> Comparison:
+    """Compare two runs cell by cell. `conn` holds the candidate (and the baseline, unless `baseline_conn`
+    is another file's connection). A run id may be a unique prefix; None picks the run (`pick_candidate`,
+    `pick_baseline`) and `Comparison.selection` says why."""
     notes: list[str] = []
-    runs = {"baseline": _run_row(conn, baseline, db_path, "--baseline"),
-            "candidate": _run_row(conn, candidate, db_path, "--candidate")}
+    same_file = baseline_conn is None or baseline_conn is conn
+    conns = {"baseline": conn if same_file else baseline_conn, "candidate": conn}
+    paths = {"baseline": db_path if same_file or baseline_db_path is None else baseline_db_path, "candidate": db_path}
+    selection: dict[str, str] = {}
+    if candidate is None:
+        candidate, selection["candidate"] = pick_candidate(conn, db_path)
+    else:
+        candidate, selection["candidate"] = resolve_run(conn, candidate, db_path, "--candidate")
+    cand_row = _run_row(conn, candidate, db_path, "--candidate")
+    cand_frame = conn.execute("SELECT * FROM cells WHERE run_id = ?", [candidate]).df()
+    if baseline is None:
+        if cand_frame.empty:
+            cell = CellComparison("", "", "", "", INVALID,
+                                  f"candidate run {candidate} has no cells, so no baseline could be picked for it")
+            return Comparison("", candidate, [cell], notes, selection, paths["baseline"], db_path)
+        baseline, selection["baseline"] = pick_baseline(conns["baseline"], cand_row,
+                                                        set(cand_frame["comparability_key"]), paths["baseline"],
+                                                        same_file=same_file)
+    else:
+        baseline, selection["baseline"] = resolve_run(conns["baseline"], baseline, paths["baseline"], "--baseline")
+    runs = {"baseline": _run_row(conns["baseline"], baseline, paths["baseline"], "--baseline"), "candidate": cand_row}
+    if same_file and baseline == candidate:
+        notes.append(f"baseline and candidate are the same run {candidate}")
     for which, row in runs.items():
         if row["status"] != "complete":
             notes.append(f"{which} run {row['run_id']} has status {row['status']!r}: cells it never wrote are not comparable")
-    cell_frames = {which: conn.execute("SELECT * FROM cells WHERE run_id = ?", [row["run_id"]]).df()
-                   for which, row in runs.items()}
+    cell_frames = {"baseline": conns["baseline"].execute("SELECT * FROM cells WHERE run_id = ?", [baseline]).df(),
+                   "candidate": cand_frame}
+
+    def result(cells: list[CellComparison]) -> Comparison:
+        return Comparison(baseline, candidate, cells, notes, selection, paths["baseline"], db_path)
+
     results: list[CellComparison] = []
     for which, frame in cell_frames.items():
         if frame.empty:
             results.append(CellComparison("", "", "", "", INVALID, f"{which} run {runs[which]['run_id']} has no cells"))
     if results:
-        return Comparison(baseline, candidate, results, notes)
+        return result(results)
 
     def ident(row: pd.Series) -> tuple:
         return (row["comparability_key"], row["level"], row["method"], row["setup"])
@@ -231,7 +369,7 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str, candidate: str,
             entry.outcome, entry.reason = NOT_COMPARABLE, f"no {missing} cell with this comparability key"
             results.append(entry)
             continue
-        b_roll, c_roll = _rollouts(conn, b_cell["cell_id"]), _rollouts(conn, c_cell["cell_id"])
+        b_roll, c_roll = _rollouts(conns["baseline"], b_cell["cell_id"]), _rollouts(conn, c_cell["cell_id"])
         reason = _invalid_reason(b_cell, b_roll, "baseline") or _invalid_reason(c_cell, c_roll, "candidate")
         if reason:
             entry.outcome, entry.reason = INVALID, reason
@@ -255,4 +393,4 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str, candidate: str,
         verdicts = {m.verdict for m in entry.metrics}
         entry.outcome = WORSE if WORSE in verdicts else BETTER if BETTER in verdicts else NOT_SIGNIFICANT
         results.append(entry)
-    return Comparison(baseline, candidate, results, notes)
+    return result(results)

@@ -22,6 +22,10 @@ def test_bench_reports_engine_and_limit(capsys):
     row = json.loads(out.strip().splitlines()[-1])
     assert row["level"] == "s/h8_unicycle_balance" and row["weights"].startswith("checkpoint ")
     assert (row["B"], row["T"], row["method"]) == (8, 16, "naive")
+    from rtcbench import __version__
+
+    assert row["rtcbench_version"] == __version__ and row["timestamp"][:2] == "20" and "git_commit" in row
+    assert "compiling" in err  # says what it is doing before the silent minutes
     # d = 2, s_min = 4 over 16 steps: inferences start at 0 (the synchronous first chunk), 4, 8 and 12
     assert row["policy_calls"] == 4 and row["wasted_policy_evals"] == 0
     for key in ("engine_steps_per_s", "physics_only_steps_per_s", "limit_steps_per_s", "inference_ms"):

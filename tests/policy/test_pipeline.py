@@ -43,6 +43,26 @@ def test_pipeline_produces_checkpoints_that_load(tiny_pipeline):
     assert ttrtc.meta["training"]["ttrtc"]["config"]["max_prefix"] == 4
 
 
+def test_training_writes_its_metrics_as_json_lines_and_draws_curves(tiny_pipeline, tmp_path, capsys):
+    from rtcbench.policy.curves import read_metrics
+
+    root = tiny_pipeline["root"]
+    for seed in (0, 1):  # expert: one line per block, the same records as the sidecar's history
+        expert_dir = tiny_pipeline["experts"] / f"seed_{seed}"
+        history = json.loads((expert_dir / "expert.json").read_text())["history"]
+        lines = read_metrics(expert_dir / "metrics.jsonl")
+        assert lines == [{"stage": "expert", "seed": seed, **r} for r in history] and len(lines) >= 1
+        assert (expert_dir / "curves.png").stat().st_size > 0 and (expert_dir / "curves.svg").stat().st_size > 0
+    for stage, work, epochs in (("bc", "work_bc", 2), ("ttrtc", "work_ttrtc", 1)):
+        lines = read_metrics(root / work / f"{stage}_metrics.jsonl")
+        assert [r["epoch"] for r in lines] == list(range(1, epochs + 1)) and {r["stage"] for r in lines} == {stage}
+        assert lines == [{"stage": stage, **r} for r in load_policy(tiny_pipeline[stage]).meta["training"][stage]["history"]]
+        assert (root / work / f"{stage}_curves.png").stat().st_size > 0
+    code = run_cli("policy", "curves", str(tiny_pipeline["ttrtc"]) + ".json", "--out", str(tmp_path / "c"))
+    assert code == 0 and len(list((tmp_path / "c").glob("*.png"))) == 1
+    assert run_cli("policy", "curves", str(tmp_path / "missing.json"), "--out", str(tmp_path / "c")) == 2
+
+
 def test_training_resumes_from_its_state(tiny_pipeline, capsys):
     # Training state after the last epoch exists, so a rerun resumes and does no new epoch.
     state = json.loads((tiny_pipeline["root"] / "work_bc" / "bc_train.json").read_text())

@@ -75,6 +75,26 @@ def test_levels_command_lists_project_levels_after_builtins(capsys):
     from rtcbench.cli.main import main
 
     assert main(["levels"]) == 0
-    listed = capsys.readouterr().out.split()
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed[-len(project_levels()):] == project_levels()
     assert "s/h4_thrust_aim" in listed and "rtc/cartpole_short" in listed
+
+
+def test_levels_command_marks_the_levels_that_ship_policies(capsys, monkeypatch, tmp_path):
+    from rtcbench.cli.main import main
+    from rtcbench.shipped import POLICY_DIR
+
+    monkeypatch.chdir(tmp_path)  # paths are shown absolute outside the checkout
+    assert main(["levels"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["s/h4_thrust_aim"] == "s/h4_thrust_aim"  # no policy shipped
+    assert lines["s/h8_unicycle_balance"].endswith(
+        f"policy: s/h8_unicycle_balance -> {POLICY_DIR / 's_h8_unicycle_balance' / 'bc.msgpack'}")
+    # packed-only policies name the packed level; the multi-expert family follows the single-expert policy
+    assert lines["l/h4_cartpole"].endswith(
+        f"policy: l/h4_cartpole:packed -> {POLICY_DIR / 'l_h4_cartpole_packed' / 'bc.msgpack'}, "
+        f"{POLICY_DIR / 'multiexpert' / 'l_h4_cartpole_packed' / 'bc.msgpack'}")
+    assert "policy: rtc/cartpole_short:packed -> " in lines["rtc/cartpole_short"]
+    marked = {name for name, line in lines.items() if "policy:" in line}
+    shipped = {p.parent.name for p in POLICY_DIR.glob("*/bc.msgpack")}
+    assert {level_slug(name) for name in marked} | {level_slug(name + ":packed") for name in marked} >= shipped

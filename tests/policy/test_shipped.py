@@ -101,3 +101,36 @@ def test_ablation_policies_record_their_data_and_modality(sidecar):
     cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
     result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
     assert abs(result["rate"] - meta["solve_rate"]["rate"]) < 0.2, f"{sidecar}: {result['rate']:.3f} on 64 rollouts"
+
+
+MULTIEXPERT = sorted((POLICIES / "multiexpert").glob("*/bc.json")) + sorted((POLICIES / "ablation").glob("*/k4_sample.json"))
+
+
+def test_three_levels_ship_a_multi_expert_sampled_label_policy():
+    """Issue #14's bar: at least 3 levels whose BC policy learned from >= 4 expert seeds with sampled labels,
+    solves >= 0.8 at d = 0 on >= 512 rollouts, and records its modality (`rtcbench policy modality`)."""
+    qualified = set()
+    for sidecar in MULTIEXPERT:
+        meta = json.loads(sidecar.read_text())
+        solve, modality = meta["solve_rate"], meta.get("modality") or {}
+        if (meta["data"]["n_experts"] >= 4 and meta["data"]["label"] == "sample" and solve["n"] >= 512
+                and solve["delay"] == 0 and solve["rate"] >= 0.8
+                and all(key in modality for key in ("spread", "sign_disagreement", "boundary_disagreement"))):
+            qualified.add(meta["level"])
+    assert len(qualified) >= 3, sorted(qualified)
+
+
+@pytest.mark.parametrize("sidecar", sorted((POLICIES / "multiexpert").glob("*/bc.json")),
+                         ids=lambda p: p.parent.name)
+def test_multiexpert_policy_solves_as_recorded(sidecar):
+    """Each multi-expert family loads against its level and 64 fresh d = 0 rollouts agree with its record."""
+    from rtcbench.levels import load_level
+    from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
+
+    meta = json.loads(sidecar.read_text())
+    level = load_level(meta["level"])
+    loaded = load_policy(sidecar, level=level)
+    assert loaded.kind == "bc" and sidecar.parent.name == level_slug(level.name)
+    cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
+    result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
+    assert abs(result["rate"] - meta["solve_rate"]["rate"]) < 0.2, f"{sidecar}: {result['rate']:.3f} on 64 rollouts"

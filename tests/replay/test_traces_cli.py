@@ -12,6 +12,7 @@ from replay_helpers import install_real_checkpoint, scenario_dict, write_scenari
 from rtcbench.cli.main import main
 from rtcbench.errors import UserError
 from rtcbench.replay.traces import read_trace, write_trace
+from rtcbench.scenario import Scenario
 
 LAT = [31.25, 29.0, 30.5, 35.125, 180.0, 33.0, 0.0, 66.6]
 
@@ -138,6 +139,11 @@ def test_validate_and_schedule_commands(scenario_dir, capsys):
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "config_hash" in out and "4 cells" in out
+    # the cells themselves, one per line in run order (level | method | setup)
+    listed = [[part.strip() for part in line.split("|")] for line in out.splitlines() if line.count("|") == 2]
+    assert listed[0] == ["level", "method", "setup"]
+    sc = Scenario.from_yaml(path)
+    assert listed[1:] == [list(cell.key) for cell in sc.cells()] and len(listed) == 5
     assert main(["schedule", str(path), "--setup", "longtail", "--rollouts", "8", "--max-steps", "40"]) == 0
     out = capsys.readouterr().out
     assert "│ longtail " in out and "│ trace " not in out

@@ -170,8 +170,11 @@ def test_compare_invalid_and_not_comparable(db_path, baseline_solves, capsys):
     code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base,
                             "--db", str(db_path.parent / "absent.duckdb"))
     assert code == 4 and "no such database file" in err
-    code, _, _ = run_main(capsys, "compare", "--baseline", base, "--db", str(db_path))  # --candidate missing
+    code, _, _ = run_main(capsys, "compare", "--baseline", base, "--db", str(db_path), "--candidate")  # no value
     assert code == 4
+    # without --candidate the latest complete run is the candidate: here no_cells (partial failed), so invalid
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--db", str(db_path), "--format", "json")
+    assert code == 2 and json.loads(out)["candidate"] == no_cells
 
 
 def test_compare_invalid_when_rollout_rows_are_missing(db_path, baseline_solves):
@@ -201,3 +204,306 @@ def test_compare_refuses_to_pair_rollouts_drawn_from_other_seeds(db_path, baseli
     assert ok.exit_code == 0  # only the flow-noise seed differs: env states and delays are still paired
     assert {c.outcome for c in refused.cells} == {"not comparable"} and refused.exit_code == 2
     assert "env seeds differ" in refused.cells[0].reason
+
+
+# -- compare: runs picked without ids, thresholds, ratio, --changed-only, two files (#17) -----------------------
+def _planted_solve_drop(solves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """rtc_exp loses a third of its solves (a significant regression); naive is unchanged."""
+    flipped = solves["rtc_exp"].copy()
+    flipped[np.flatnonzero(flipped)[: int(flipped.sum()) // 3]] = False
+    return dict(solves, rtc_exp=flipped)
+
+
+def test_compare_picks_the_latest_runs_when_no_id_is_given(db_path, baseline_solves, capsys):
+    store = Store.open(db_path)
+    oldest = write_run(store, _cells(baseline_solves))
+    base = write_run(store, _cells(baseline_solves))
+    other = write_run(store, [dict(c, key="other-" + c["key"]) for c in _cells(baseline_solves)])  # nothing shared
+    cand = write_run(store, _cells(_planted_solve_drop(baseline_solves)))
+    write_run(store, _cells(baseline_solves), status="failed")  # later, but not complete: never picked
+    code, out, err = run_main(capsys, "compare", "--db", str(db_path), "--format", "json")
+    assert code == 1, out + err
+    result = json.loads(out)
+    assert (result["baseline"], result["candidate"]) == (base, cand)
+    assert "latest complete run" in result["selection"]["candidate"]
+    assert "2 of 2 comparability keys shared" in result["selection"]["baseline"]
+    assert "passed over 1 later complete run" in result["selection"]["baseline"]  # `other`
+    code, out, _ = run_main(capsys, "compare", "--db", str(db_path))  # the table says which runs and why
+    assert code == 1
+    assert f"candidate {cand}: latest complete run" in out and f"baseline {base}: latest complete run before" in out
+    # only the candidate given: the baseline is the latest comparable complete run started before it
+    code, out, _ = run_main(capsys, "compare", "--candidate", base, "--db", str(db_path), "--format", "json")
+    assert code == 0 and json.loads(out)["baseline"] == oldest
+    assert json.loads(out)["selection"]["candidate"] == "given (--candidate)"
+    # nothing comparable before the candidate: a usage error naming --baseline, not a pass
+    code, _, err = run_main(capsys, "compare", "--candidate", oldest, "--db", str(db_path))
+    assert code == 4 and "--baseline" in err and "none of the 0 complete runs" in err
+    code, _, err = run_main(capsys, "compare", "--candidate", other, "--db", str(db_path))
+    assert code == 4 and "none of the 2 complete runs before the candidate" in err
+    # a unique prefix of a run id selects it; an ambiguous one is refused
+    code, out, _ = run_main(capsys, "compare", "--baseline", base[:-1], "--candidate", cand[:-1], "--db",
+                            str(db_path), "--format", "json")
+    assert code == 1 and (json.loads(out)["baseline"], json.loads(out)["candidate"]) == (base, cand)
+    assert "starting with" in json.loads(out)["selection"]["baseline"]
+    code, _, err = run_main(capsys, "compare", "--baseline", "20", "--db", str(db_path))
+    assert code == 4 and "is the start of 5 run ids" in err
+
+
+def test_compare_without_a_complete_run_is_a_usage_error(db_path, baseline_solves, capsys):
+    store = Store.open(db_path)
+    write_run(store, _cells(baseline_solves), status="failed")
+    code, _, err = run_main(capsys, "compare", "--db", str(db_path))
+    assert code == 4 and "no complete run" in err and "--candidate" in err
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("solve_rate:5%", 0.05), ("solve_rate:0.05", 0.05), ("solve_rate:-5%", 0.05), ("solve_rate:12.5%", 0.125),
+    ("jerk_max_d2:10%", 0.10), ("jerk_max_d2:0.10", 0.10), ("jerk_max_d2:+10%", 0.10), ("jerk_max_d1:250%", 2.5),
+    ("jerk_max_d1: .2 ", 0.2),
+])
+def test_thresholds_take_fractions_and_percentages_alike(spec, expected):
+    name = spec.partition(":")[0]
+    thresholds = parse_thresholds([spec])
+    assert thresholds[name] == pytest.approx(expected)
+    assert all(v == parse_thresholds(None)[k] for k, v in thresholds.items() if k != name)
+
+
+@pytest.mark.parametrize("spec", [
+    "solve_rate:abc", "solve_rate:", "solve_rate:%", "solve_rate:5%%", "solve_rate:--5", "solve_rate:nan",
+    "solve_rate:inf", "solve_rate:+5%", "jerk_max_d2:-10%", "solve_rate:150%", "solve_rate:2", "solve_rate",
+    "speed:5%",
+])
+def test_malformed_thresholds_are_usage_errors(db_path, baseline_solves, capsys, spec):
+    base = write_run(Store.open(db_path), _cells(baseline_solves))
+    code, out, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base, "--db", str(db_path),
+                              "--threshold", spec)
+    assert code == 4, out + err
+    assert "--threshold" in err and "Traceback" not in err
+
+
+def test_a_threshold_given_twice_is_refused(db_path, baseline_solves, capsys):
+    base = write_run(Store.open(db_path), _cells(baseline_solves))
+    code, _, err = run_main(capsys, "compare", "--baseline", base, "--candidate", base, "--db", str(db_path),
+                            "--threshold", "solve_rate:5%", "--threshold", "solve_rate:0.1")
+    assert code == 4 and "given twice" in err and "--threshold" in err
+
+
+def test_percent_thresholds_gate_like_fractions(db_path, baseline_solves, capsys):
+    rng = np.random.default_rng(3)
+    jerk = {"naive": rng.gamma(4.0, 0.2, B), "rtc_exp": rng.gamma(4.0, 0.1, B)}
+    store = Store.open(db_path)
+    base = write_run(store, _cells(baseline_solves, jerk))
+    rougher = write_run(store, _cells(baseline_solves, {"naive": jerk["naive"], "rtc_exp": jerk["rtc_exp"] * 1.5}))
+    dropped = write_run(store, _cells(_planted_solve_drop(baseline_solves), jerk))
+
+    def gate(cand: str, spec: str) -> int:
+        return run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path),
+                        "--threshold", spec)[0]
+
+    # jerk is relative: +50 % is beyond 40 % (= 0.40) and within 60 % (= 0.60)
+    assert gate(rougher, "jerk_max_d2:40%") == 1 and gate(rougher, "jerk_max_d2:0.40") == 1
+    assert gate(rougher, "jerk_max_d2:60%") == 0 and gate(rougher, "jerk_max_d2:0.6") == 0
+    # the solve rate is absolute: a drop of 0.30 - 0.31 is beyond 20 points and within 50 points
+    drop = baseline_solves["rtc_exp"].mean() - _planted_solve_drop(baseline_solves)["rtc_exp"].mean()
+    assert 0.2 < drop < 0.5
+    assert gate(dropped, "solve_rate:20%") == 1 and gate(dropped, "solve_rate:-20%") == 1
+    assert gate(dropped, "solve_rate:50%") == 0 and gate(dropped, "solve_rate:0.5") == 0
+    # the table says how each threshold was read
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", base, "--db", str(db_path),
+                            "--threshold", "solve_rate:-12.5%", "--threshold", "jerk_max_d2:0.4")
+    assert "thresholds: solve_rate 12.5 pp (absolute), jerk_max_d1 10% of the baseline mean (relative), " \
+           "jerk_max_d2 40% of the baseline mean (relative)" in out
+
+
+def test_compare_shows_the_jerk_ratio(db_path, baseline_solves, capsys):
+    rng = np.random.default_rng(3)
+    jerk = {"naive": rng.gamma(4.0, 0.2, B), "rtc_exp": rng.gamma(4.0, 0.1, B)}
+    store = Store.open(db_path)
+    base = write_run(store, _cells(baseline_solves, jerk))
+    cand = write_run(store, _cells(baseline_solves, {"naive": jerk["naive"], "rtc_exp": jerk["rtc_exp"] * 1.5}))
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path),
+                            "--format", "json")
+    assert code == 1
+    metrics = {c["method"]: {m["metric"]: m for m in c["metrics"]} for c in json.loads(out)["cells"]}
+    assert metrics["rtc_exp"]["jerk_max_d2"]["ratio"] == pytest.approx(1.5)
+    assert metrics["naive"]["jerk_max_d2"]["ratio"] == pytest.approx(1.0)
+    assert metrics["rtc_exp"]["solve_rate"]["ratio"] == pytest.approx(1.0)
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path))
+    assert "jerk ratio" in out
+    rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert "1.500" in rows["rtc_exp"] and "1.000" in rows["naive"]
+
+
+@pytest.mark.parametrize("flag", ["--changed-only", "--only-changed"])
+def test_compare_changed_only(db_path, baseline_solves, capsys, flag):
+    store = Store.open(db_path)
+    base = write_run(store, _cells(baseline_solves))
+    cand = write_run(store, _cells(_planted_solve_drop(baseline_solves)))
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path), flag,
+                            "--format", "json")
+    result = json.loads(out)
+    assert code == 1 and [c["method"] for c in result["cells"]] == ["rtc_exp"] and result["cells_hidden"] == 1
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path), flag)
+    assert code == 1 and "rtc_exp" in out and "│ naive" not in out
+    assert "1 of 2 cells not significant, not shown" in out
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path))
+    assert "│ naive" in out  # shown without the flag
+    # a not-comparable cell is a change: shown, and the exit code still counts every cell
+    partial = write_run(store, _cells({"naive": baseline_solves["naive"]}))
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", partial, "--db", str(db_path),
+                            flag, "--format", "json")
+    assert code == 2 and [(c["method"], c["outcome"]) for c in json.loads(out)["cells"]] == [
+        ("rtc_exp", "not comparable")]
+    # identical runs: nothing shown, exit 0
+    same = write_run(store, _cells(baseline_solves))
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", same, "--db", str(db_path), flag,
+                            "--format", "json")
+    assert code == 0 and json.loads(out)["cells"] == [] and json.loads(out)["cells_hidden"] == 2
+
+
+def test_compare_runs_in_two_files(tmp_path, baseline_solves, capsys):
+    main_db, pr_db = tmp_path / "main.duckdb", tmp_path / "pr.duckdb"
+    base = write_run(Store.open(main_db), _cells(baseline_solves))
+    pr_store = Store.open(pr_db)
+    cand = write_run(pr_store, _cells(_planted_solve_drop(baseline_solves)))
+    later_same = write_run(pr_store, _cells(baseline_solves))  # the candidate file's own runs are not baselines
+    args = ("compare", "--db", str(pr_db), "--baseline-db", str(main_db))
+    code, out, err = run_main(capsys, *args, "--baseline", base, "--candidate", cand, "--format", "json")
+    assert code == 1, out + err
+    result = json.loads(out)
+    assert {c["method"]: c["outcome"] for c in result["cells"]} == {"naive": "not significant", "rtc_exp": "worse"}
+    assert (result["baseline_db"], result["candidate_db"]) == (str(main_db), str(pr_db))
+    # no ids: the candidate is the PR file's latest complete run, the baseline the main file's latest comparable
+    code, out, _ = run_main(capsys, *args, "--format", "json")
+    assert code == 0 and (json.loads(out)["baseline"], json.loads(out)["candidate"]) == (base, later_same)
+    assert "in the baseline file" in json.loads(out)["selection"]["baseline"]
+    code, out, _ = run_main(capsys, *args, "--candidate", cand)
+    assert code == 1 and f"baseline {base} in {main_db}:" in out
+    # the baseline id is looked up in the baseline file only
+    code, _, err = run_main(capsys, *args, "--baseline", later_same, "--candidate", cand)
+    assert code == 4 and f"no run {later_same!r}" in err and "--baseline" in err and str(main_db) in err
+    # a bad baseline file is a usage error naming --baseline-db
+    code, _, err = run_main(capsys, "compare", "--db", str(pr_db), "--baseline-db", str(tmp_path / "absent.duckdb"))
+    assert code == 4 and "--baseline-db" in err and "no such database file" in err
+    # the candidate's own file given twice is one file: the baseline must then predate the candidate
+    code, out, _ = run_main(capsys, "compare", "--db", str(pr_db), "--baseline-db", str(pr_db), "--format", "json")
+    assert code == 0 and (json.loads(out)["baseline"], json.loads(out)["candidate"]) == (cand, later_same)
+    assert "before the candidate" in json.loads(out)["selection"]["baseline"]
+    assert {c["method"]: c["outcome"] for c in json.loads(out)["cells"]}["rtc_exp"] == "better"
+
+
+# -- query: -f FILE.sql, --param, --out (#17) ------------------------------------------------------------------
+# The README's example, restricted to the latest complete run and showing its id.
+README_QUERY = (
+    "SELECT run_id, setup, method, solve_rate, solve_ci_low, solve_ci_high, jerk_max_d2, violation_rate "
+    "FROM v_cells WHERE run_id = (SELECT run_id FROM runs WHERE status = 'complete' ORDER BY started_at DESC "
+    "LIMIT 1) ORDER BY setup, method"
+)
+
+
+def test_readme_query_shows_only_the_latest_run(db_path, baseline_solves, capsys):
+    store = Store.open(db_path)
+    write_run(store, _cells(baseline_solves))
+    latest = write_run(store, _cells(baseline_solves))
+    write_run(store, _cells(baseline_solves), status="failed")
+    code, out, err = run_main(capsys, "query", README_QUERY, "--db", str(db_path), "--format", "json")
+    assert code == 0, err
+    assert [(r["run_id"], r["method"]) for r in json.loads(out)] == [(latest, "naive"), (latest, "rtc_exp")]
+
+
+def test_query_reads_sql_from_a_file(db_path, baseline_solves, capsys, tmp_path):
+    write_run(Store.open(db_path), _cells(baseline_solves))
+    sql_file = tmp_path / "cells.sql"
+    sql_file.write_text("-- methods of the file\nSELECT method, n_rollouts\nFROM v_cells\nORDER BY method;\n")
+    for flag in ("-f", "--file"):
+        code, out, err = run_main(capsys, "query", flag, str(sql_file), "--db", str(db_path), "--format", "json")
+        assert code == 0, err
+        assert json.loads(out) == [{"method": "naive", "n_rollouts": B}, {"method": "rtc_exp", "n_rollouts": B}]
+    code, _, err = run_main(capsys, "query", "SELECT 1", "-f", str(sql_file), "--db", str(db_path))
+    assert code == 2 and "one of them" in err  # both
+    code, _, err = run_main(capsys, "query", "--db", str(db_path))
+    assert code == 2 and "-f/--file" in err  # neither
+    code, _, err = run_main(capsys, "query", "-f", str(tmp_path / "absent.sql"), "--db", str(db_path))
+    assert code == 2 and "--file" in err and "absent.sql" in err
+    (tmp_path / "empty.sql").write_text("  \n")
+    code, _, err = run_main(capsys, "query", "-f", str(tmp_path / "empty.sql"), "--db", str(db_path))
+    assert code == 2 and "empty" in err
+    (tmp_path / "bad.sql").write_text("SELEC method FROM v_cells")
+    code, _, err = run_main(capsys, "query", "-f", str(tmp_path / "bad.sql"), "--db", str(db_path))
+    assert code == 2 and "query failed" in err and "--file" in err and "Traceback" not in err
+
+
+def test_query_binds_parameters(db_path, baseline_solves, capsys):
+    store = Store.open(db_path)
+    first = write_run(store, _cells(baseline_solves))
+    write_run(store, _cells(baseline_solves))
+    sql = "SELECT run_id, method FROM v_cells WHERE run_id = $run AND n_rollouts >= $n ORDER BY method"
+    code, out, err = run_main(capsys, "query", sql, "--param", f"run={first}", "--param", f"n={B}", "--db",
+                              str(db_path), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [{"run_id": first, "method": "naive"}, {"run_id": first, "method": "rtc_exp"}]
+    code, out, _ = run_main(capsys, "query", sql, "--param", f"run={first}", "--param", f"n={B + 1}", "--db",
+                            str(db_path), "--format", "json")
+    assert code == 0 and json.loads(out) == []
+    # a value is bound, never pasted into the SQL
+    code, out, _ = run_main(capsys, "query", sql, "--param", "run=' OR 1=1 --", "--param", "n=0", "--db",
+                            str(db_path), "--format", "json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = run_main(capsys, "query", sql, "--param", f"run={first}", "--db", str(db_path))
+    assert code == 2 and "query failed" in err and "n" in err  # $n not given
+    for bad in ("run", "1run=x", "=x", "my-run=x"):
+        code, _, err = run_main(capsys, "query", sql, "--param", bad, "--db", str(db_path))
+        assert code == 2 and "--param" in err, bad
+    code, _, err = run_main(capsys, "query", sql, "--param", "n=1", "--param", "n=2", "--db", str(db_path))
+    assert code == 2 and "given twice" in err
+
+
+def test_query_exports_parquet_and_csv(db_path, baseline_solves, capsys, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    write_run(Store.open(db_path), _cells(baseline_solves))
+    sql = "SELECT method, n_rollouts, solve_rate, NULL::INTEGER AS missing, run_started_at FROM v_cells ORDER BY method"
+    parquet = tmp_path / "cells.parquet"
+    code, out, err = run_main(capsys, "query", sql, "--db", str(db_path), "--out", str(parquet))
+    assert code == 0, err
+    assert f"2 rows x 5 columns written to {parquet}" in out
+    table = pq.read_table(parquet)
+    assert table.column_names == ["method", "n_rollouts", "solve_rate", "missing", "run_started_at"]
+    assert str(table.schema.field("n_rollouts").type) == "int32"
+    assert str(table.schema.field("missing").type) == "int32"  # a NULL integer stays an integer column
+    assert str(table.schema.field("run_started_at").type).startswith("timestamp")
+    assert table.column("method").to_pylist() == ["naive", "rtc_exp"]
+    assert table.column("solve_rate").to_pylist()[0] == pytest.approx(baseline_solves["naive"].mean())
+    csv = tmp_path / "cells.CSV"
+    code, out, err = run_main(capsys, "query", sql, "--db", str(db_path), "--out", str(csv))
+    assert code == 0, err
+    frame = pd.read_csv(csv)
+    assert list(frame["method"]) == ["naive", "rtc_exp"] and list(frame["n_rollouts"]) == [B, B]
+    # the same rows as --format csv prints
+    code, printed, _ = run_main(capsys, "query", sql, "--db", str(db_path), "--format", "csv")
+    assert printed == csv.read_text()
+    for bad in ("cells.json", "cells", "cells.parquet.gz"):
+        code, _, err = run_main(capsys, "query", sql, "--db", str(db_path), "--out", str(tmp_path / bad))
+        assert code == 2 and "--out" in err and ".parquet or .csv" in err, bad
+        assert not (tmp_path / bad).exists()
+    code, _, err = run_main(capsys, "query", sql, "--db", str(db_path), "--out", str(tmp_path / "no" / "x.csv"))
+    assert code == 2 and "--out" in err and "does not exist" in err
+    # a failed query writes nothing, and leaves no temporary file behind
+    code, _, err = run_main(capsys, "query", "SELECT nope FROM v_cells", "--db", str(db_path), "--out",
+                            str(tmp_path / "failed.parquet"))
+    assert code == 2 and "query failed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cells.parquet", "cells.CSV", "results.duckdb"])
+
+
+def test_query_export_keeps_the_sandbox(db_path, baseline_solves, capsys):
+    write_run(Store.open(db_path), _cells(baseline_solves))
+    out_file = db_path.parent / "out.csv"
+    for sql in (f"COPY cells TO '{db_path.parent / 'leak.csv'}'", "DELETE FROM cells",
+                f"ATTACH '{db_path.parent / 'other.duckdb'}' AS other", "SET enable_external_access = true",
+                f"SELECT * FROM read_csv('{db_path.parent / 'leak.csv'}')"):
+        code, out, err = run_main(capsys, "query", sql, "--db", str(db_path), "--out", str(out_file))
+        assert code == 2 and "query failed" in err, (sql, out, err)
+    assert sorted(p.name for p in db_path.parent.iterdir()) == ["results.duckdb"]
+    with read_only(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM cells").fetchone()[0] == 2
