@@ -151,10 +151,46 @@ def bench_cmd(
     print(json.dumps(out))
 
 
+def render_cmd(
+    cell: Annotated[str, typer.Option("--cell", help="LEVEL/METHOD/SETUP of the run, e.g. "
+                                      "l/h4_cartpole:packed/naive/d4.")],
+    rollout: Annotated[int, typer.Option("--rollout", help="Rollout index within the cell.")] = 0,
+    run: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest complete run).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Video file, .gif or .mp4 (default "
+                                             "render/<run>_<cell>_<rollout>.gif).")] = None,
+    fps: Annotated[int, typer.Option("--fps", help="Frames (control steps) per second.")] = 15,
+    db: Annotated[str | None, typer.Option("--db", help="Results file (default $RTCBENCH_DB, else "
+                                           "./rtcbench.duckdb).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu.")] = "auto",
+) -> None:
+    """Re-simulate one stored rollout exactly (checked against its stored outcome) and write a video of it,
+    with the step, the chunk in flight, when it lands and stalls drawn over each frame."""
+    import json
+
+    from rtcbench.device import select_device
+    from rtcbench.store.db import read_only, resolve_db_path
+    from rtcbench.store.report import pick_run
+
+    if fps < 1 or rollout < 0:
+        raise UserError("--fps must be >= 1 and --rollout >= 0", field="--fps" if fps < 1 else "--rollout")
+    db_path = resolve_db_path(db)
+    with read_only(db_path) as conn:
+        run_id = pick_run(conn, run, str(db_path))
+    if out is None:
+        out = Path("render") / f"{run_id}_{cell.replace('/', '_').replace(':', '')}_{rollout}.gif"
+    select_device(device)
+    from rtcbench.engine.render import render_stored_rollout
+
+    info = render_stored_rollout(db_path, run_id, cell, rollout, out, fps=fps)
+    print(json.dumps(info))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app (idempotent: `main()` may run many times in one process)."""
     if not any(info.name == "bench" for info in app.registered_commands):
         app.command("bench")(bench_cmd)
+    if not any(info.name == "render" for info in app.registered_commands):
+        app.command("render")(render_cmd)
     if not any(info.name == "record-trace" for info in app.registered_commands):
         app.command("record-trace")(record_trace_cmd)
     try:  # also as `rtcbench trace record`, inside the replay area's `trace` group when it exists

@@ -7,6 +7,7 @@ cache; a shard (8 of 16 rollouts) and a 2-device program each compile once more.
 
 import os
 
+import numpy as np
 import pytest
 from conftest import scenario_yaml
 from store_helpers import cli
@@ -147,3 +148,45 @@ def test_ray_executor_writes_what_a_local_run_writes(whole_run, scenario_file, t
     assert _rows(db) == _rows(whole_run)
     with read_only(db) as conn:  # one row per cell, whatever order the shards came back in
         assert conn.execute("SELECT count(*), count(DISTINCT cell_id) FROM cells").fetchone() == (4, 4)
+
+
+@pytest.mark.slow
+def test_render_re_simulates_a_stored_rollout(whole_run, tmp_path, jax_cache_dir):
+    """`rtcbench render` recomputes rollout 5 of a stored cell (checked against its stored outcome inside the
+    command) and writes one frame per step of its first episode."""
+    import json
+
+    from PIL import Image
+
+    out = tmp_path / "r5.gif"
+    proc = cli("render", "--db", str(whole_run), "--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "5",
+               "--out", str(out), "--device", "cpu", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    stored = [r for r in _rows(whole_run) if r[1:4] == ("naive", "spiky", 5)][0]
+    assert info["checked_against_store"] and (info["solved"], info["length"]) == (stored[4], stored[6])
+    with Image.open(out) as gif:
+        assert gif.n_frames == info["frames"] == stored[6] and gif.width >= 512
+    for args, said in ((("--cell", "s/h8_unicycle_balance/nope/spiky"), "has no cell"),
+                       (("--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "16"), "rollouts 0..15"),
+                       (("--cell", "s/h8_unicycle_balance/naive/spiky", "--out", str(tmp_path / "x.avi")), ".gif")):
+        bad = cli("render", "--db", str(whole_run), *args, "--device", "cpu")
+        assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-500:]
+
+
+def test_render_captions_follow_the_schedule():
+    """Frame captions come from the schedule: with d = 2 and s = 3 every inference starts 3 steps after the
+    last and lands 2 steps later; a delay of 7 > H - s leaves the chunk exhausted: stall steps are marked."""
+    from rtcbench.engine.render import captions
+    from rtcbench.replay.horizon import FixedClockHorizon
+    from rtcbench.replay.schedule import schedule_from_delays
+
+    d = np.array([[2, 2, 7, 2, 2, 2, 2, 2, 2, 2]])
+    sched = schedule_from_delays(d, d, horizon=FixedClockHorizon(s=3), H=8, max_steps=20)
+    lines = captions(sched, 20, solved=False)
+    assert len(lines) == 20 and lines[-1].endswith("episode ends: failed")
+    for j in range(20):
+        assert ("LANDS" in lines[j]) == bool(sched.arrive[0, j]), (j, lines[j])
+        assert ("STALL" in lines[j]) == bool(sched.stall[0, j]), (j, lines[j])
+    assert any("STALL" in line for line in lines)  # the 7-step delay runs the chunk out
+    assert "chunk k=1 started at 3 (d=2, s=3), lands at 5" in lines[3]
