@@ -20,8 +20,10 @@ Ray (optional extra ``pip install -e ".[ray]"``). ``--executor ray`` starts one 
 actor keeps its process's compiled episodes, and the driver gives an idle actor the next shard of the
 compile group (level, method, policy) it ran last, so each group compiles once per actor (and is loaded
 from JAX's persistent cache when the workers share the driver's cache folder). A worker that dies is
-restarted and its shard retried by Ray (``max_restarts``/``max_task_retries``); a shard result that arrives
-twice is used once, and a cell already in the store is never written again (its key is unique).
+restarted and its shard retried by Ray (``max_restarts``/``max_task_retries``), inside the one call the driver
+made, so each shard's result reaches the driver once; a cell already in the store is never written again
+(its key is unique: a second write would fail the run, not duplicate the cell). Worker loss is left to Ray
+and is not exercised by the tests here.
 Workers load the scenario from the same path as the driver, so every node needs the same files at the
 same paths (one checkout on a shared filesystem, or the same checkout on each node). Each worker
 recomputes the cell's config hash and refuses to run when it differs from the driver's, so a node with

@@ -426,7 +426,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
                 progress.update(task, description="{} | {} | {}".format(*todo[0].key))
             for shard, shard_out in results:
                 parts = pending.setdefault(shard.cell_index, {})
-                parts[shard.lo] = shard_out  # a retried shard that reports twice counts once
+                parts[shard.lo] = shard_out  # each shard reports once: Ray retries inside the task
                 if len(parts) < rollout_shards:
                     continue
                 prep = todo[shard.cell_index]
