@@ -190,3 +190,42 @@ def test_render_captions_follow_the_schedule():
         assert ("STALL" in lines[j]) == bool(sched.stall[0, j]), (j, lines[j])
     assert any("STALL" in line for line in lines)  # the 7-step delay runs the chunk out
     assert "chunk k=1 started at 3 (d=2, s=3), lands at 5" in lines[3]
+
+
+@pytest.mark.slow
+def test_a_smaller_run_is_the_first_rollouts_of_a_larger_one(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    """Rollout b depends on (seeds, b) only: every cell of a `--rollouts 8` run equals the first 8 rollouts of
+    the 16-rollout run, rollout for rollout (solves, returns, lengths, jerk, stalls)."""
+    db = tmp_path / "eight.duckdb"
+    proc = cli("run", str(scenario_file), "--db", str(db), "--rollouts", "8", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _rows(db) == [r for r in _rows(whole_run) if r[3] < 8]
+
+
+@pytest.mark.slow
+def test_merge_of_two_halves_equals_the_whole_run(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    """A scenario split with --only into two files and joined with `rtcbench merge` holds the same cells as one
+    whole run (every column but run identity and timings) and the same rollouts."""
+    halves = []
+    for setup in ("spiky", "fixed3"):
+        db = tmp_path / f"{setup}.duckdb"
+        proc = cli("run", str(scenario_file), "--db", str(db), "--only", f"setup={setup}", env=_env(jax_cache_dir))
+        assert proc.returncode == 0, proc.stderr
+        halves.append(db)
+    merged = tmp_path / "merged.duckdb"
+    proc = cli("merge", *map(str, halves), "--into", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    columns = ("level, method, setup, config_hash, comparability_key, n_rollouts, solve_rate, solve_ci_low, "
+               "solve_ci_high, return_mean, length_mean, d_p50, d_p95, d_p99, d_max, dhat_p95, violation_rate, "
+               "stall_frac, forecast_miss_rate, over_forecast_rate, mean_exec_horizon, jerk_max_d1, jerk_max_d2, "
+               "jerk_mean_d1, jerk_mean_d2, nfe_per_inference, vjp_per_inference, nfe_per_env_step")
+    query = f"SELECT {columns} FROM v_cells ORDER BY level, method, setup"
+    with read_only(merged) as joined, read_only(whole_run) as whole:
+        assert joined.execute(query).fetchall() == whole.execute(query).fetchall()
+        assert joined.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+    assert sorted(r for run in _run_ids(merged) for r in _rows(merged, run)) == sorted(_rows(whole_run))
+
+
+def _run_ids(db):
+    with read_only(db) as conn:
+        return [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
