@@ -39,7 +39,7 @@ YAML
 grep -q "synthetic_bursty" trace.txt
 "$RB" run tiny.yaml --db r.duckdb > run.txt
 "$RB" report --db r.duckdb --out rep > report.txt
-for f in report.md solve_rate.png jerk.png delay_cdf.png violations_stalls.png; do
+for f in report.md solve_rate.png jerk.png delay_survival.png delay_survival.svg violations_stalls.png; do
   test -s "rep/$f" || { echo "wheel check: report file rep/$f is missing or empty"; exit 1; }
 done
 grep -q "naive" rep/report.md
