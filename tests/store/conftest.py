@@ -7,11 +7,7 @@ GATE_LEVEL = "s/h8_unicycle_balance"
 SHIPPED_POLICY = REPO_ROOT / "policies" / "{level}" / "bc.msgpack"
 
 # A fixed 2-step delay, and a spiky mixture where violations and stalls happen.
-GATE_SETUPS = """
-  - name: fixed2
-    profile: {kind: fixed, d: 2}
-    forecaster: {kind: fixed, d: 2}
-    horizon: {kind: fixed_clock, s: 2}
+SPIKY_SETUP = """
   - name: spiky
     profile:
       kind: mixture
@@ -19,8 +15,12 @@ GATE_SETUPS = """
       p_spike: 0.2
       d_spike: 6
     forecaster: {kind: window_max, b: 10, init: 3}
-    horizon: {kind: adaptive, s_min: 3}
-"""
+    horizon: {kind: adaptive, s_min: 3}"""
+GATE_SETUPS = """
+  - name: fixed2
+    profile: {kind: fixed, d: 2}
+    forecaster: {kind: fixed, d: 2}
+    horizon: {kind: fixed_clock, s: 2}""" + SPIKY_SETUP + "\n"
 
 FIVE_FIXED_SETUPS = "".join(
     f"""

@@ -89,3 +89,20 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+HOLD_LOCK = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("SELECT count(*) FROM runs").fetchall()
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.close()
+"""
+
+
+def hold_lock(path, seconds: float) -> subprocess.Popen:
+    """Another process holding the DuckDB file's lock for `seconds`; returns once it holds it."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import scenario_yaml
+from conftest import SPIKY_SETUP, scenario_yaml
 from store_helpers import cli
 
 from rtcbench.errors import UserError
@@ -18,15 +18,7 @@ from rtcbench.runner import parse_only
 from rtcbench.scenario import Scenario
 from rtcbench.store import read_only
 
-SPIKY = """
-  - name: spiky
-    profile:
-      kind: mixture
-      base: {kind: categorical, values: [1, 2, 3], probs: [0.25, 0.5, 0.25]}
-      p_spike: 0.2
-      d_spike: 6
-    forecaster: {kind: window_max, b: 10, init: 3}
-    horizon: {kind: adaptive, s_min: 3}
+SPIKY = SPIKY_SETUP + """
   - name: fixed3
     profile: {kind: fixed, d: 3}
     forecaster: {kind: fixed, d: 3}

@@ -1,34 +1,17 @@
 """Bounded retry on DuckDB's file lock: a writer waits for another process, then gives up naming the file."""
 
-import subprocess
-import sys
 import time
 
 import pytest
-from store_helpers import cell_row, cli, rollout_columns, write_run
+from store_helpers import cell_row, cli, hold_lock, rollout_columns, write_run
 
 from rtcbench.store import Store, StoreLockedError, read_only
-
-HOLD_LOCK = """
-import sys, time, duckdb
-conn = duckdb.connect(sys.argv[1])
-conn.execute("SELECT count(*) FROM runs").fetchall()
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.close()
-"""
-
-
-def _hold_lock(path, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_writer_waits_for_the_lock_then_writes(db_path):
     store = Store.open(db_path, lock_timeout_s=60)
     run_id = write_run(store, [], status="running")
-    holder = _hold_lock(db_path, 2.0)
+    holder = hold_lock(db_path, 2.0)
     t0 = time.monotonic()
     store.write_cell(cell_row(run_id, level="s/x", method="naive", setup="u", key="k", solved=[1, 0, 1]),
                      rollout_columns([1, 0, 1]))
@@ -42,7 +25,7 @@ def test_writer_waits_for_the_lock_then_writes(db_path):
 def test_lock_timeout_fails_naming_the_file(db_path):
     store = Store.open(db_path)
     run_id = write_run(store, [], status="running")
-    holder = _hold_lock(db_path, 8.0)
+    holder = hold_lock(db_path, 8.0)
     try:
         impatient = Store(db_path, lock_timeout_s=1.0)
         t0 = time.monotonic()

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from store_helpers import cell_row, cli, rollout_columns, run_main
+from store_helpers import cell_row, cli, hold_lock, rollout_columns, run_main
 
 from rtcbench.errors import UserError
 from rtcbench.store import SCHEMA_VERSION, SchemaVersionError, Store, StoreLockedError, read_only
@@ -266,30 +266,18 @@ def test_an_unknown_column_in_a_source_is_refused_not_dropped(tmp_path):
     assert not (tmp_path / "c.duckdb").exists()
 
 
-HOLD_LOCK = """
-import sys, time, duckdb
-conn = duckdb.connect(sys.argv[1])
-conn.execute("SELECT count(*) FROM runs").fetchall()
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.close()
-"""
-
-
 def test_merge_waits_for_a_writer_holding_the_target(tmp_path):
     a, c = tmp_path / "a.duckdb", tmp_path / "c.duckdb"
     _write(a, ["naive"])
     _write(c, ["rtc"])
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(c), "2"], stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(c, 2)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         t0 = time.monotonic()
         summary = merge_files([a], c, lock_timeout_s=60)
         assert time.monotonic() - t0 >= 1.0  # it really waited for the other process
         assert summary.sources[0].cells_added == 1
         holder.wait(timeout=30)
-        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(a), "8"], stdout=subprocess.PIPE, text=True)
-        assert holder.stdout.readline().strip() == "locked"
+        holder = hold_lock(a, 8)
         with pytest.raises(StoreLockedError) as info:  # a source being written is waited for too, then named
             merge_files([a], tmp_path / "d.duckdb", lock_timeout_s=1)
         assert str(a) in str(info.value)
