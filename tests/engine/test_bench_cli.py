@@ -33,6 +33,10 @@ def test_bench_reports_engine_and_limit(capsys):
     # the limit adds policy time to physics time, so it is below physics alone
     assert row["limit_steps_per_s"] < row["physics_only_steps_per_s"]
     assert row["ratio"] == pytest.approx(row["engine_steps_per_s"] / row["limit_steps_per_s"], rel=1e-2)
+    # the cadence limit: the same physics and policy calls in one scan, also below physics alone
+    assert 0 < row["cadence_limit_steps_per_s"] < row["physics_only_steps_per_s"]
+    assert row["cadence_ratio"] == pytest.approx(row["engine_steps_per_s"] / row["cadence_limit_steps_per_s"],
+                                                 rel=1e-2)
 
 
 @pytest.mark.parametrize("args, message", [
