@@ -142,7 +142,8 @@ def _import_ray():
 class _Worker:
     """A Ray actor: loads the scenario once, keeps its compiled episodes, runs shards of any cell."""
 
-    def __init__(self, scenario_path: str, rollouts: int | None, device: str, compile_cache: str | None):
+    def __init__(self, scenario_path: str, rollouts: int | None, device: str, compile_cache: str | None,
+                 sets: list[str] | None = None):
         from pathlib import Path
 
         from rtcbench.device import select_device
@@ -151,7 +152,7 @@ class _Worker:
 
         select_device(device)
         cc.enable(None if compile_cache is None else Path(compile_cache))
-        scenario = Scenario.from_yaml(scenario_path)
+        scenario = Scenario.from_yaml(scenario_path, sets=sets)  # the driver's --set overrides, as given
         self.scenario = scenario.with_overrides(rollouts=rollouts) if rollouts is not None else scenario
         self._prepared: dict | None = None
 
@@ -181,7 +182,7 @@ class _Worker:
 
 def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device: str, scenario_path: str,
                 rollouts: int | None, compile_cache, options: RayOptions,
-                log: Callable[[str], None] = print) -> Iterator[tuple[Shard, object]]:
+                log: Callable[[str], None] = print, sets: list[str] | None = None) -> Iterator[tuple[Shard, object]]:
     """Run the shards on Ray actors; yields (shard, CellOutput) as shards finish, in any order."""
     ray = _import_ray()
     from pathlib import Path
@@ -206,7 +207,8 @@ def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device
         cls = ray.remote(**actor_opts, max_restarts=options.max_restarts,
                          max_task_retries=options.max_restarts)(_Worker)
         cache = None if compile_cache is None else str(Path(compile_cache).resolve())
-        actors = [cls.remote(str(Path(scenario_path).resolve()), rollouts, device, cache) for _ in range(workers)]
+        actors = [cls.remote(str(Path(scenario_path).resolve()), rollouts, device, cache, sets)
+                  for _ in range(workers)]
         where = ray.util.get_node_ip_address() if options.address is None else options.address
         log(f"ray: {workers} worker(s) via {where}, each {actor_opts}; devices: "
             + "; ".join(sorted(set(ray.get([a.device.remote() for a in actors])))))

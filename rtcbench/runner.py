@@ -16,6 +16,7 @@ adds the missing ones.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -223,6 +224,8 @@ def cell_rows(scenario, prep: PreparedCell, out, run_id: str) -> tuple[dict, dic
         "vjp_per_inference": float(out.vjp_per_inference),
         "nfe_per_env_step": float(out.nfe_per_env_step),
         "inference_ms": _finite_or_none(out.inference_ms),
+        "inference_ms_p10": _finite_or_none(out.inference_ms_p10),
+        "inference_ms_p90": _finite_or_none(out.inference_ms_p90),
         "env_steps_per_s": float(out.env_steps_per_s),
         "compile_s": float(out.compile_s),
         "run_s": float(out.run_s),
@@ -272,32 +275,42 @@ def _fmt_ci(row) -> str:
     return f"{row['solve_rate']:.3f} [{row['solve_ci_low']:.2f}, {row['solve_ci_high']:.2f}]"
 
 
-def _check_resumable(db_path: Path, run_id: str, config_hash: str, scenario_path) -> str | None:
-    """The run exists and was made from this exact configuration (read-only; nothing is written).
-    Returns the run's recorded ``--only`` filter (None: every cell)."""
+def _recorded_run(db_path: Path, run_id: str) -> dict:
+    """What ``--resume RUN_ID`` must match or re-apply: the run's config hash, ``--only`` filter and ``--set``
+    overrides (read-only; nothing is written). Older files lack the later columns: read as NULL."""
     from rtcbench.store.db import read_only
 
     with read_only(db_path) as conn:
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
-        only = ", cell_filter" if "cell_filter" in columns else ", NULL"  # a v2 file, migrated when opened to write
-        row = conn.execute(f"SELECT config_hash{only} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        wanted = ("config_hash", "cell_filter", "overrides")
+        select = ", ".join(c if c in columns else f"NULL AS {c}" for c in wanted)
+        row = conn.execute(f"SELECT {select} FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--resume")
-    if row[0] != config_hash:
+    return {"config_hash": row[0], "cell_filter": row[1], "overrides": json.loads(row[2]) if row[2] else None}
+
+
+def _check_resumable(recorded: dict, run_id: str, config_hash: str, scenario_path) -> None:
+    """The run was made from this exact configuration (its overrides re-applied)."""
+    if recorded["config_hash"] != config_hash:
         raise UserError(
-            f"run {run_id} was made from a different scenario configuration (config hash {str(row[0])[:12]}..., "
-            f"now {config_hash[:12]}...): the scenario, its traces, its policies or --rollouts changed; start a "
-            "new run instead of resuming", path=str(scenario_path), field="--resume")
-    return row[1]
+            f"run {run_id} was made from a different scenario configuration (config hash "
+            f"{str(recorded['config_hash'])[:12]}..., now {config_hash[:12]}...): the scenario, its traces, its "
+            "policies or --rollouts changed; start a new run instead of resuming", path=str(scenario_path),
+            field="--resume")
 
 
 def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: int | None = None, device: str = "auto",
                  resume: str | None = None, compile_cache: Path | None = None, only: str | None = None,
-                 devices: int = 1, rollout_shards: int = 1, executor: str = "local", ray_options=None) -> int:
+                 devices: int = 1, rollout_shards: int = 1, executor: str = "local", ray_options=None,
+                 sets: list[str] | None = None) -> int:
     """Run (or resume) a scenario into `db_path`. Returns the exit code (0 when the run completed).
     compile_cache: folder of JAX's persistent compilation cache, None for none (rtcbench.engine.compile_cache).
     only: ``--only`` cell filter (`parse_only`), recorded in the run and re-applied by ``--resume``.
+    sets: ``--set PATH=VALUE`` overrides of the scenario (`rtcbench.scenario.apply_sets`), validated like the
+    file; they enter the config hash through the validated scenario, are recorded in ``runs.overrides``
+    (a JSON list, as given) and are re-applied by ``--resume``.
     devices: local devices each shard's rollouts are split over; rollout_shards: pieces each cell is split
     into (`rtcbench.executors`); executor: ``local`` or ``ray`` (with `ray_options`, an executors.RayOptions).
     Results do not depend on devices, shards or executor (tested on CPU: bit-identical)."""
@@ -325,16 +338,24 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
         _import_ray()  # a missing extra is a usage error before anything is loaded or written
     check_db_path(db_path, must_exist=bool(resume))
     lock_timeout_from_env()
-    scenario = Scenario.from_yaml(scenario_path)
+    sets = list(sets) if sets else None
+    recorded = _recorded_run(db_path, resume) if resume else None
+    if recorded is not None:
+        if sets is not None and sets != recorded["overrides"]:
+            shown = " ".join(f"--set {s}" for s in recorded["overrides"] or []) or "no --set"
+            raise UserError(f"run {resume} was made with {shown}; resume it with the same overrides (or none, "
+                            "which re-applies them)", field="--set")
+        sets = recorded["overrides"]
+    scenario = Scenario.from_yaml(scenario_path, sets=sets)
     if rollouts is not None:
         scenario = scenario.with_overrides(rollouts=rollouts)
     config_hash = scenario.config_hash
-    if resume:
-        recorded = _check_resumable(db_path, resume, config_hash, scenario_path)
-        if only is not None and only != recorded:
-            raise UserError(f"run {resume} was made with --only {recorded!r}; resume it with the same filter "
-                            "(or none, which re-applies it)", field="--only")
-        only = recorded
+    if recorded is not None:
+        _check_resumable(recorded, resume, config_hash, scenario_path)
+        if only is not None and only != recorded["cell_filter"]:
+            raise UserError(f"run {resume} was made with --only {recorded['cell_filter']!r}; resume it with the same "
+                            "filter (or none, which re-applies it)", field="--only")
+        only = recorded["cell_filter"]
     select = parse_only(only, scenario) if only else None
     shard_bounds(scenario.rollouts, rollout_shards, devices)  # refuse an uneven split before any work
     # Under Ray the driver only plans (loads files, builds schedules) and its host need not have the workers'
@@ -358,7 +379,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     if resume:
         run = store.get_run(resume)
         if run is None or run["config_hash"] != config_hash:  # changed since the check above
-            _check_resumable(db_path, resume, config_hash, scenario_path)
+            _check_resumable(_recorded_run(db_path, resume), resume, config_hash, scenario_path)
         done = store.cells_done(resume)
         run_id = resume
         if run["status"] == "complete" and all(p.key in done for p in prepared):
@@ -386,6 +407,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
             "executor": executor,
             "rollout_shards": rollout_shards,
             "cell_filter": only,
+            "overrides": json.dumps(sets) if sets else None,
         })
     todo = [p for p in prepared if p.key not in done]
     console.print(f"run [bold]{run_id}[/] of scenario {scenario.name} v{scenario.version}: {len(todo)} of "
@@ -417,7 +439,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
         else:
             results = execute_ray(scenario, todo, shards, devices, device=device, scenario_path=str(scenario_path),
                                   rollouts=rollouts, compile_cache=cache_dir, options=ray_options or RayOptions(),
-                                  log=console.print)
+                                  log=console.print, sets=sets)
         pending: dict[int, dict[int, object]] = {}  # cell index -> {lo: shard output}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False) as progress:

@@ -48,6 +48,11 @@ def run_cmd(
         "--workers", help="Ray workers (default: the cluster's GPUs with --device gpu, else its CPUs // "
         "--cpus-per-worker).")] = None,
     cpus_per_worker: Annotated[int, typer.Option("--cpus-per-worker", help="CPUs each CPU Ray worker reserves.")] = 2,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override one field of the scenario, PATH=VALUE with a dotted path and [i] indices, e.g. "
+        "--set rollouts=64 --set setups[0].profile.p_spike=0.1 (VALUE is read as YAML; repeatable, applied in "
+        "order). Validated like the file; recorded in the run and its config hash; --resume re-applies it.")]
+    = None,
 ) -> None:
     """Run every cell of a scenario and store provenance and metrics, one transaction per finished cell."""
     from rtcbench.engine.compile_cache import default_cache_dir
@@ -68,7 +73,7 @@ def run_cmd(
     code = run_scenario(scenario, resolve_db_path(db), rollouts=rollouts, device=device, resume=resume,
                         compile_cache=cache, only=only, devices=devices, rollout_shards=rollout_shards,
                         executor=executor, ray_options=RayOptions(address=ray_address, workers=workers,
-                                                                  cpus_per_worker=cpus_per_worker))
+                                                                  cpus_per_worker=cpus_per_worker), sets=set_)
     if code:
         raise SystemExit(code)  # main() maps SystemExit to the exit status (typer.Exit codes are dropped there)
 
@@ -187,6 +192,14 @@ def report_cmd(
     db: DbOption = None,
     run: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest complete run).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output directory for report.md and its figures (PNG and SVG).")] = Path("report"),
+    videos: Annotated[int, typer.Option(
+        "--videos", help="Also render the first K failed and first K solved rollouts of each cell (GIF under "
+        "OUT/videos/, re-simulated and checked like `rtcbench render`; needs the run's scenario files).")] = 0,
+    video_cells: Annotated[list[str] | None, typer.Option(
+        "--video-cells", help="Only these cells get videos: LEVEL/METHOD/SETUP shell patterns, repeatable "
+        "(e.g. '*/naive/d4'). Default: every cell.")] = None,
+    fps: Annotated[int, typer.Option("--fps", help="Frames (control steps) per second of the videos.")] = 15,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu (the videos' re-simulation).")] = "auto",
 ) -> None:
     """Write a Markdown report with figures (PNG and SVG) for one run, from the SQL files in reports/."""
     from rtcbench.store.db import read_only, resolve_db_path
@@ -195,9 +208,43 @@ def report_cmd(
     path = resolve_db_path(db)
     if out.exists() and not out.is_dir():
         raise UserError("exists and is not a directory", path=str(out), field="--out")
+    if videos < 0 or fps < 1:
+        raise UserError("--videos must be >= 0 and --fps >= 1", field="--videos" if videos < 0 else "--fps")
+    if video_cells and not videos:
+        raise UserError("--video-cells needs --videos K", field="--video-cells")
     with read_only(path, require_current=True) as conn:
         run_id = pick_run(conn, run, str(path))
-        written = write_report(conn, run_id, out, db_path=str(path))
+    section = None
+    if videos:  # rendered first, into a scratch folder: a rollout that cannot be re-simulated writes nothing
+        import shutil
+        import tempfile
+
+        from rtcbench.engine.render import pick_report_rollouts
+
+        pick_report_rollouts(path, run_id, videos, video_cells)  # bad patterns fail before any work
+        from rtcbench.device import select_device
+
+        select_device(device)
+        from rtcbench.engine.render import report_videos
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".videos-", dir=out.parent))
+        try:
+            section = report_videos(path, run_id, scratch, videos, video_cells, fps=fps,
+                                    log=lambda msg: print(msg, file=sys.stderr))
+            with read_only(path, require_current=True) as conn:
+                written = write_report(conn, run_id, out, db_path=str(path))
+            shutil.rmtree(out / "videos", ignore_errors=True)
+            (scratch / "videos").rename(out / "videos")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        text = written.read_text()
+        at = text.find("\n## Provenance")
+        block = "\n" + "\n".join(section)
+        written.write_text(text[:at] + block + text[at:] if at >= 0 else text + block)
+    else:
+        with read_only(path, require_current=True) as conn:
+            written = write_report(conn, run_id, out, db_path=str(path))
     print(f"report of run {run_id} written to {written}")
 
 

@@ -46,6 +46,8 @@ class CellOutput:
     vjp_per_inference: int
     nfe_per_env_step: float  # network forward passes per first-episode env step
     policy_calls: int = 0  # steps (of T) where the batched policy ran
+    inference_ms_p10: float = float("nan")  # spread of the same timed calls (10th, 90th percentile)
+    inference_ms_p90: float = float("nan")
     cache_hit: bool = False
     device: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # stall_steps_all [B]; actions [B, T, A] if recorded
@@ -148,13 +150,14 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
             f"engine stall steps disagree with the schedule's stall flags in "
             f"{int((out['stall_mismatch'] > 0).sum())} rollouts; the timeline contract is broken")
 
-    inf_ms = float("nan")
+    inf_ms = inf_p10 = inf_p90 = float("nan")
     if time_inference:
         obs_row, _ = level.reset(jax.random.PRNGKey(0))
         times = inference_times(method, graphdef, state, obs_row, B=B, H=H, n=n, action_dim=level.action_dim,
                                 repeats=inference_repeats, weak_graphdef=static.weak_graphdef,
                                 weak_state=weak_state if impl.uses_weak else None)
         inf_ms = median_ms(times)
+        inf_p10, inf_p90 = (float(v) for v in 1000.0 * np.percentile(times, [10, 90]))
     per = {k: out[k] for k in PER_ROLLOUT_FIELDS}
     steps_first = float(per["length"].sum())
     extra = {"stall_steps_all": out["stall_steps_all"]}
@@ -171,6 +174,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
         vjp_per_inference=impl.cost.vjp,
         nfe_per_env_step=float(per["nfe"].sum()) / max(steps_first, 1.0),
         policy_calls=int(out["policy_calls"]),
+        inference_ms_p10=inf_p10,
+        inference_ms_p90=inf_p90,
         cache_hit=hit,
         device=str(local[0].platform) + (f" x{n_dev}" if n_dev > 1 else ""),
         extra=extra,

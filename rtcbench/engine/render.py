@@ -22,6 +22,8 @@ it and when it lands, the swap step and stall steps. GIF (pillow) or MP4 (imagei
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +160,10 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
         raise UserError(f"expected LEVEL/METHOD/SETUP, got {cell!r}", field="--cell")
     level_name, method_label, setup_name = parts
     with read_only(db_path) as conn:
-        run = conn.execute("SELECT scenario_path, n_rollouts_override FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        has_overrides = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'runs' "
+                                     "AND column_name = 'overrides'").fetchone()[0]
+        run = conn.execute(f"SELECT scenario_path, n_rollouts_override, {'overrides' if has_overrides else 'NULL'} "
+                           "FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if run is None:
             raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--run")
         row = conn.execute("SELECT cell_id, config_hash, n_rollouts FROM cells WHERE run_id = ? AND level = ? AND "
@@ -177,7 +182,7 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
     if not scenario_path.exists():
         raise UserError(f"the run's scenario file {scenario_path} is not here (run from the folder the run was "
                         "made in)", path=str(db_path), field="runs.scenario_path")
-    scenario = Scenario.from_yaml(scenario_path)
+    scenario = Scenario.from_yaml(scenario_path, sets=json.loads(run[2]) if run[2] else None)  # the run's --set
     if run[1] is not None:
         scenario = scenario.with_overrides(rollouts=int(run[1]))
     match = [c for c in scenario.cells() if c.key == (level_name, method_label, setup_name)]
@@ -213,3 +218,64 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
     write_video(frames, out, fps)
     return {"out": str(out), "frames": len(frames), "length": length, "solved": again[0], "return": again[1],
             "checked_against_store": stored is not None}
+
+
+def cell_slug(cell: str) -> str:
+    """LEVEL/METHOD/SETUP -> a file-name part (``l/h4_cartpole:packed/naive/d4`` -> ``l_h4_cartpole_packed_naive_d4``)."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in cell.replace(":", "_")).strip("_")
+
+
+def pick_report_rollouts(db_path: Path, run_id: str, k: int, patterns: list[str] | None) -> list[dict]:
+    """The rollouts `rtcbench report --videos K` shows: for every cell of the run whose LEVEL/METHOD/SETUP
+    matches one of `patterns` (shell patterns; None: every cell), its first K failed and first K solved
+    rollouts by rollout index (a fixed rule: nothing is chosen after looking at the videos).
+    -> [{cell, rollout, solved}] in cell order, failed first."""
+    from rtcbench.store.db import read_only
+
+    with read_only(db_path) as conn:
+        rows = conn.execute(
+            "SELECT c.level || '/' || c.method || '/' || c.setup AS cell, r.rollout, r.solved FROM rollouts r "
+            "JOIN cells c USING (cell_id) WHERE c.run_id = ? ORDER BY c.level, c.method, c.setup, r.rollout",
+            [run_id]).fetchall()
+    cells = list(dict.fromkeys(cell for cell, _, _ in rows))
+    chosen = [c for c in cells if patterns is None or any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    if patterns is not None and not chosen:
+        raise UserError(f"no cell of run {run_id} matches {', '.join(patterns)}; it has: {', '.join(cells[:12])}",
+                        field="--video-cells")
+    picked = []
+    for cell in chosen:
+        for want in (False, True):
+            hits = [r for c, r, solved in rows if c == cell and bool(solved) == want][:k]
+            picked += [{"cell": cell, "rollout": int(r), "solved": want} for r in hits]
+    return picked
+
+
+def report_videos(db_path: Path, run_id: str, out_dir: Path, k: int, patterns: list[str] | None = None,
+                  fps: int = 15, log=print) -> list[str]:
+    """Render `pick_report_rollouts` into ``out_dir/videos/`` (GIF, each re-simulated and checked against its
+    stored row by `render_stored_rollout`) -> the Markdown lines of the report's "Rollout videos" section."""
+    picked = pick_report_rollouts(db_path, run_id, k, patterns)
+    folder = out_dir / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["## Rollout videos", "",
+             f"The first {k} failed and the first {k} solved rollouts (by rollout index) of "
+             + ("every cell" if patterns is None else "the cells matching " + ", ".join(f"`{p}`" for p in patterns))
+             + ", re-simulated from the seeds (`rtcbench render`; each one's solve, return and length equal its "
+             "stored row). Each frame's caption gives the step, the chunk in flight and when it lands, and stalls.",
+             "", "| cell | rollout | outcome | steps | video |", "|---|---|---|---|---|"]
+    by_cell: dict[str, list[dict]] = {}
+    for item in picked:
+        by_cell.setdefault(item["cell"], []).append(item)
+    for n, item in enumerate(picked, 1):
+        outcome = "solved" if item["solved"] else "failed"
+        name = f"{cell_slug(item['cell'])}_{outcome}_r{item['rollout']}.gif"
+        log(f"video {n}/{len(picked)}: {item['cell']} rollout {item['rollout']} ({outcome})")
+        info = render_stored_rollout(db_path, run_id, item["cell"], item["rollout"], folder / name, fps=fps)
+        lines.append(f"| {item['cell']} | {item['rollout']} | {outcome} | {info['length']} | "
+                     f"[{name}](videos/{name}) |")
+    for cell, items in by_cell.items():
+        missing = [o for o, want in (("failed", False), ("solved", True))
+                   if sum(i["solved"] == want for i in items) < k]
+        if missing:
+            lines.append(f"| {cell} | | fewer than {k} {' or '.join(missing)} rollouts in this cell | | |")
+    return lines + [""]

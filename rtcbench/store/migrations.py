@@ -10,6 +10,9 @@ History:
   ``v_cells``, ``v_rollouts``, ``v_delays``.
 - v3: ``runs`` columns ``device_count``, ``executor``, ``rollout_shards``, ``cell_filter`` (issue #15);
   NULL in runs made before (one device, local executor, one shard, every cell).
+- v4: ``runs`` column ``overrides`` (``rtcbench run --set``, issue #17) and ``cells`` columns
+  ``inference_ms_p10``, ``inference_ms_p90``; NULL in rows made before. The views are created again, as
+  DuckDB refuses a view whose ``c.*`` no longer matches its table.
 """
 
 from __future__ import annotations
@@ -67,17 +70,24 @@ V3_RUN_COLUMNS = (("device_count", "INTEGER"), ("executor", "VARCHAR"), ("rollou
                   ("cell_filter", "VARCHAR"))
 
 
-def _runs_v1() -> sa.Table:
-    """The ``runs`` table as v1 and v2 had it: today's columns less those that later steps add."""
-    later = {name for name, _ in V3_RUN_COLUMNS}
-    columns = [c._copy() for c in schema.runs.columns if c.name not in later]
-    checks = [sa.CheckConstraint(c.sqltext, name=c.name) for c in schema.runs.constraints
-              if isinstance(c, sa.CheckConstraint)]
-    return sa.Table("runs", sa.MetaData(), *columns, *checks)
+V4_RUN_COLUMNS = (("overrides", "VARCHAR"),)
+V4_CELL_COLUMNS = (("inference_ms_p10", "DOUBLE"), ("inference_ms_p90", "DOUBLE"))
+
+
+def _v1_table(table: sa.Table, later: tuple) -> sa.Table:
+    """`table` as v1 had it: today's columns less those that later steps add, with its constraints."""
+    names = {name for name, _ in later}
+    columns = [c._copy() for c in table.columns if c.name not in names]
+    constraints = [sa.CheckConstraint(c.sqltext, name=c.name) for c in table.constraints
+                   if isinstance(c, sa.CheckConstraint)]
+    constraints += [sa.UniqueConstraint(*[col.name for col in c.columns], name=c.name) for c in table.constraints
+                    if isinstance(c, sa.UniqueConstraint)]
+    return sa.Table(table.name, sa.MetaData(), *columns, *constraints)
 
 
 def update_to_1(conn: sa.Connection) -> None:
-    for table in (schema.schema_version, _runs_v1(), schema.cells, schema.rollouts):
+    for table in (schema.schema_version, _v1_table(schema.runs, V3_RUN_COLUMNS + V4_RUN_COLUMNS),
+                  _v1_table(schema.cells, V4_CELL_COLUMNS), schema.rollouts):
         table.create(conn)
 
 
@@ -92,7 +102,18 @@ def update_to_3(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
 
 
-UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2, 3: update_to_3}
+def update_to_4(conn: sa.Connection) -> None:
+    for name, _ in schema.VIEWS_V2:
+        conn.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
+    for table, columns in (("runs", V4_RUN_COLUMNS), ("cells", V4_CELL_COLUMNS)):
+        for name, sql_type in columns:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+    for name, select in schema.VIEWS_V2:
+        conn.execute(sa.text(f"CREATE VIEW {name} AS {select}"))
+
+
+UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2, 3: update_to_3,
+                                                       4: update_to_4}
 assert sorted(UPDATES) == list(range(1, schema.SCHEMA_VERSION + 1)), "one update_to_N per schema version"
 
 

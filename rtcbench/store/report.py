@@ -564,6 +564,9 @@ def write_report(conn: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *,
     run = data["run"].iloc[0]
     cells, jerk, delays, rates = (sort_cells(data["cells"]), data["jerk"], data["delay_survival"],
                                   sort_cells(data["rates"]))
+    cells["inference_ms_range"] = [
+        "–" if _missing(lo) or _missing(hi) else f"{_ms(lo)}-{_ms(hi)}"
+        for lo, hi in zip(cells["inference_ms_p10"], cells["inference_ms_p90"], strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# rtcbench report: {run['scenario']} (run `{run_id}`)", ""]
     status_note = "" if run["status"] == "complete" else (
@@ -674,13 +677,14 @@ def write_report(conn: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *,
         "## Cost",
         "",
         "Network forward passes (NFE) and vector-Jacobian products (VJP) per inference and per env step; wall ms "
-        "per batched inference call (the median after warm-up, compile excluded; the run stores only the median, "
-        "not its spread); rollout throughput; compile seconds, where **cached** means the cell reused the episode "
+        "per batched inference call (the median of the timed calls after warm-up, compile excluded, with their "
+        "10th-90th percentile range; cells written before schema v4 have no range); rollout throughput; compile seconds, where **cached** means the cell reused the episode "
         "compiled for an earlier cell of the run (same computation) and spent no time compiling.",
         "",
         _md_table(cells, [("level", "level"), ("setup", "setup"), ("method", "method"),
                           ("nfe_per_inference", "NFE / inference"), ("vjp_per_inference", "VJP / inference"),
                           ("nfe_per_env_step", "NFE / env step"), ("inference_ms", "median ms / inference", _ms),
+                          ("inference_ms_range", "ms p10-p90", str),
                           ("env_steps_per_s", "env steps / s"), ("compile_s", "compile s", _compile_s)]),
         "",
         "## Provenance",

@@ -1,6 +1,6 @@
 """The results schema, defined once with SQLAlchemy Core (duckdb-engine).
 
-Tables (schema version 3, `SCHEMA_VERSION`):
+Tables (schema version 4, `SCHEMA_VERSION`):
 
 - ``schema_version``: one row per applied migration step (version, applied_at, rtcbench_version).
 - ``runs``: one row per ``rtcbench run``: scenario identity, provenance, status and timing.
@@ -12,6 +12,11 @@ Tables (schema version 3, `SCHEMA_VERSION`):
 - ``runs`` gained (v3) how it was executed: ``device_count`` (local devices the rollouts were sharded
   over, ``--devices``), ``executor`` (local | ray), ``rollout_shards`` and ``cell_filter`` (``--only``,
   as given; NULL for the whole scenario).
+- ``cells.inference_ms_p10`` / ``inference_ms_p90`` (v4): the spread of the timed inference calls whose
+  median is ``inference_ms`` (NULL in cells written before, and where inference was not timed).
+- ``runs.overrides`` (v4): the ``rtcbench run --set PATH=VALUE`` overrides as a JSON list of the strings
+  given, in order (NULL: the file as it is). They are part of the run's config hash through the scenario
+  they produce, and ``--resume`` re-applies them.
 - ``inferences`` (since v2): one row per inference of a rollout: start step, true delay, forecast and
   actions consumed, from the cell's schedule. The delay CDF in reports is built from it.
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RUN_STATUSES = ("running", "complete", "failed")
 
@@ -81,6 +86,7 @@ runs = sa.Table(
     sa.Column("executor", sa.String),  # local | ray
     sa.Column("rollout_shards", sa.Integer),  # pieces each cell's rollouts were split into (--rollout-shards)
     sa.Column("cell_filter", sa.String),  # --only as given, NULL for every cell of the scenario
+    sa.Column("overrides", sa.String),  # v4: --set PATH=VALUE overrides, a JSON list as given; NULL for none
     sa.CheckConstraint("status IN ('running', 'complete', 'failed')", name="ck_runs_status"),
 )
 
@@ -139,6 +145,9 @@ cells = sa.Table(
     sa.Column("engine_stall_steps", sa.BigInteger),  # stall steps counted by the engine (all rollouts)
     sa.Column("cell_config", sa.String),  # canonical JSON of the cell's configuration
     sa.Column("written_at", sa.DateTime, nullable=False),
+    # v4: spread of the timed batched inference calls behind inference_ms (their 10th and 90th percentiles)
+    sa.Column("inference_ms_p10", sa.Double),
+    sa.Column("inference_ms_p90", sa.Double),
     sa.UniqueConstraint("run_id", "level", "method", "setup", name="uq_cells_run_level_method_setup"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,35 @@ def test_with_overrides(scenario_dir):
         sc.with_overrides(rollouts=0)
     with pytest.raises(UserError, match="no setup named"):
         sc.with_overrides(setups=["nope"])
+
+
+def test_set_overrides_equal_editing_the_file(scenario_dir):
+    """`rtcbench run --set`: the same validated scenario, and so the same config hash, as the edited file."""
+    sets = ["rollouts=32", "setups[0].profile.p_spike=0.2", "methods[-1]={kind: rtc, schedule: hard}",
+            "seeds.env=7"]
+    overridden = Scenario.from_yaml(write_scenario(scenario_dir, scenario_dict()), sets=sets)
+    edited = scenario_dict()
+    edited["rollouts"], edited["seeds"]["env"] = 32, 7
+    edited["setups"][0]["profile"]["p_spike"] = 0.2
+    edited["methods"][1] = {"kind": "rtc", "schedule": "hard"}
+    by_hand = load(scenario_dir, edited)
+    assert overridden.canonical_json() == by_hand.canonical_json()
+    assert overridden.config_hash == by_hand.config_hash != load(scenario_dir).config_hash
+    assert (overridden.rollouts, overridden.setups[0].profile.p_spike, overridden.methods[1].label) == (
+        32, 0.2, "rtc_hard")
+    path = write_scenario(scenario_dir, scenario_dict())
+    for bad, said in (
+        (["setups[5].profile.p_spike=0.1"], "setups[5] is out of range: setups has 2 entries"),
+        (["rollouts.x=1"], "rollouts is not a mapping"),
+        (["setups[0].profile.p_spik=0.1"], "unknown key 'p_spik' (did you mean 'p_spike'?)"),
+        (["rollouts=0"], "(with --set rollouts=0): field 'rollouts'"),
+        (["rollouts"], "expected PATH=VALUE"),
+        (["setups..x=1"], "cannot read the path"),
+        (["dt_ms=[1"], "cannot read the value"),
+    ):
+        with pytest.raises(UserError, match=re.escape(said)):
+            Scenario.from_yaml(path, sets=bad)
+    assert Scenario.from_yaml(path).rollouts == 16  # the file itself is untouched
 
 
 def test_schedule_from_scenario_uses_its_settings(scenario_dir):

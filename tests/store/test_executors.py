@@ -5,6 +5,7 @@ Real engine, shipped policy, real processes. The whole-cell runs hit the session
 cache; a shard (8 of 16 rollouts) and a 2-device program each compile once more.
 """
 
+import json
 import os
 
 import numpy as np
@@ -60,6 +61,9 @@ def whole_run(scenario_file, tmp_path_factory, jax_cache_dir):
     proc = cli("run", str(scenario_file), "--db", str(db), env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     assert _run_row(db) == [("complete", 4, 1, "local", 1, None)]
+    with read_only(db) as conn:  # every cell's timed inference calls: the median inside its p10-p90 range
+        assert conn.execute("SELECT count(*) FROM cells WHERE inference_ms_p10 > 0 AND inference_ms_p10 <= "
+                            "inference_ms AND inference_ms <= inference_ms_p90").fetchone()[0] == 4
     return db
 
 
@@ -96,6 +100,33 @@ def test_only_runs_the_matching_cells_and_resume_keeps_the_filter(whole_run, sce
         proc = cli("run", str(scenario_file), "--db", str(tmp_path / "bad.duckdb"), "--only", bad)
         assert proc.returncode == 2 and "--only" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "bad.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_set_overrides_are_recorded_hashed_and_re_applied_on_resume(whole_run, scenario_file, tmp_path, jax_cache_dir):
+    db = tmp_path / "set.duckdb"
+    sets = ["setups[0].profile.p_spike=0.6", "rollouts=16"]
+    proc = cli("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky,method=naive",
+               *[a for s in sets for a in ("--set", s)], env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    with read_only(db) as conn:
+        run_id, overrides, config_hash = conn.execute("SELECT run_id, overrides, config_hash FROM runs").fetchone()
+        spikes = conn.execute("SELECT avg((d >= 6)::INT) FROM v_delays").fetchone()[0]
+    with read_only(whole_run) as conn:
+        whole_hash = conn.execute("SELECT config_hash FROM runs").fetchone()[0]
+        whole_spikes = conn.execute("SELECT avg((d >= 6)::INT) FROM v_delays WHERE setup = 'spiky' "
+                                    "AND method = 'naive'").fetchone()[0]
+    assert json.loads(overrides) == sets and config_hash != whole_hash
+    assert spikes > whole_spikes + 0.2  # p_spike 0.6 instead of the file's 0.2 reached the schedule
+    refused = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--set", "rollouts=16")
+    assert refused.returncode == 2 and "p_spike=0.6" in refused.stderr and "Traceback" not in refused.stderr
+    again = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
+    assert again.returncode == 0 and "already complete" in again.stderr, again.stderr
+    bad_db = tmp_path / "bad.duckdb"
+    for bad, said in (("setups[0].profile.p_spik=0.5", "did you mean 'p_spike'"), ("setups[7].x=1", "out of range")):
+        proc = cli("run", str(scenario_file), "--db", str(bad_db), "--set", bad)
+        assert proc.returncode == 2 and said in proc.stderr and "--set" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not bad_db.exists()
 
 
 @pytest.mark.slow
@@ -164,6 +195,34 @@ def test_render_re_simulates_a_stored_rollout(whole_run, tmp_path, jax_cache_dir
                        (("--cell", "s/h8_unicycle_balance/naive/spiky", "--out", str(tmp_path / "x.avi")), ".gif")):
         bad = cli("render", "--db", str(whole_run), *args, "--device", "cpu")
         assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_report_videos_show_the_first_failed_and_solved_rollouts(whole_run, tmp_path, jax_cache_dir):
+    from PIL import Image
+
+    out = tmp_path / "rep"
+    proc = cli("report", "--db", str(whole_run), "--out", str(out), "--videos", "1", "--video-cells", "*/naive/spiky",
+               "--device", "cpu", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [r for r in _rows(whole_run) if r[1:3] == ("naive", "spiky")]
+    expected = {}
+    for outcome, want in (("failed", False), ("solved", True)):
+        first = next((r for r in rows if bool(r[4]) == want), None)
+        if first is not None:
+            expected[f"s_h8_unicycle_balance_naive_spiky_{outcome}_r{first[3]}.gif"] = first[6]
+    assert expected and sorted(p.name for p in (out / "videos").iterdir()) == sorted(expected)
+    for name, length in expected.items():
+        with Image.open(out / "videos" / name) as gif:
+            assert gif.n_frames == length
+    report = (out / "report.md").read_text()
+    assert "## Rollout videos" in report and all(f"(videos/{name})" in report for name in expected)
+    assert report.index("## Rollout videos") < report.index("## Provenance")
+    for args, said in ((("--videos", "1", "--video-cells", "*/nope/*"), "matches"),
+                       (("--video-cells", "*",), "needs --videos")):
+        bad = cli("report", "--db", str(whole_run), "--out", str(tmp_path / "bad"), *args)
+        assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-500:]
+        assert not (tmp_path / "bad").exists()
 
 
 def test_render_captions_follow_the_schedule():

@@ -18,7 +18,7 @@ from rtcbench.store.merge import merge_files
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "schema_v1"
 TABLES = ("runs", "cells", "rollouts", "inferences")
-V3_RUN_COLUMNS = ("device_count", "executor", "rollout_shards", "cell_filter")
+LATER_RUN_COLUMNS = ("device_count", "executor", "rollout_shards", "cell_filter", "overrides")  # v3, v4
 
 
 def _build_v1_file(path: Path) -> None:
@@ -163,20 +163,23 @@ def test_a_v1_source_merges_with_null_for_the_newer_columns(tmp_path):
     assert (summary.sources[0].runs_added, summary.sources[0].cells_added, summary.sources[0].inferences_added) == (
         1, 2, 0)
     with read_only(c, require_current=True) as conn:
-        cols = ", ".join(V3_RUN_COLUMNS)
+        cols = ", ".join(LATER_RUN_COLUMNS)
         assert conn.execute(f"SELECT {cols} FROM runs WHERE run_id = '20261120-120000-v1fix'").fetchone() == (
-            None, None, None, None)
+            None, None, None, None, None)
         assert conn.execute(f"SELECT {cols} FROM runs WHERE run_id <> '20261120-120000-v1fix'").fetchone() == (
-            2, "local", 1, None)
+            2, "local", 1, None, None)
         rows = conn.execute("SELECT method, solve_rate, n_rollouts FROM v_cells WHERE scenario = 'v1_fixture' "
                             "ORDER BY method").fetchall()
         assert rows == [("naive", 0.75, 4), ("rtc_exp", 1.0, 4)]
-        old_runs = conn.execute("SELECT * EXCLUDE (device_count, executor, rollout_shards, cell_filter) FROM runs "
+        old_runs = conn.execute(f"SELECT * EXCLUDE ({', '.join(LATER_RUN_COLUMNS)}) FROM runs "
                                 "WHERE run_id = '20261120-120000-v1fix'").fetchall()
     assert old_runs == v1_rows["runs"]
     merged = _dump(c)
-    for table in ("cells", "rollouts"):
-        assert [r for r in merged[table] if r in v1_rows[table]] == v1_rows[table]
+    for table in ("cells", "rollouts"):  # the v1 values, then NULL in the columns later versions added
+        width = len(v1_rows[table][0])
+        old_rows = [r for r in merged[table] if r[:width] in v1_rows[table]]
+        assert [r[:width] for r in old_rows] == v1_rows[table]
+        assert all(v is None for r in old_rows for v in r[width:])
     assert v1.read_bytes() == v1_bytes
 
 
