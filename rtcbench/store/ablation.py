@@ -128,6 +128,51 @@ def plot_gap(points: pd.DataFrame, level: str, setup: str, out: Path) -> None:
     save_figure(fig, out)
 
 
+def dose_rows(data: RunData, level: str, fams: list[str]) -> list[dict]:
+    """The K dose: families with sampled labels that keep every episode, one per expert count K, by K.
+    -> [{family, K, policy, setup: (naive rate, soft rate, McNemar soft - naive, paired bootstrap of it)}]
+    (empty below 3 doses)."""
+    rows = []
+    for fam in fams:
+        pol = family_policy(data, level, fam)
+        dat = pol.get("data") or {}
+        if dat.get("label") != "sample" or dat.get("keep") != "all" or not dat.get("n_experts"):
+            continue
+        row = {"family": fam, "K": int(dat["n_experts"]), "policy": pol}
+        for s in ABLATION_SETUPS:
+            n, c = data.rollouts(level, s, f"{fam}.naive"), data.rollouts(level, s, f"{fam}.rtc_exp")
+            row[s] = None if n is None or c is None else (
+                float(n["solved"].mean()), float(c["solved"].mean()), paired_solve(n, c),
+                paired_bootstrap(n["solved"].to_numpy(float), c["solved"].to_numpy(float), seed=0))
+        rows.append(row)
+    if len({r["K"] for r in rows}) != len(rows):  # two families with one K: no single dose curve
+        return []
+    return sorted(rows, key=lambda r: r["K"]) if len(rows) >= 3 else []
+
+
+def plot_dose(rows: list[dict], level: str, out: Path) -> None:
+    """Soft RTC - naive (paired 95% CI) at each rule setup against the number of expert seeds K."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.axhline(0.0, color="0.5", lw=1)
+    for i, s in enumerate(ABLATION_SETUPS):
+        pts = [(r["K"], r[s][3]) for r in rows if r[s] is not None]  # paired bootstrap of soft - naive
+        if not pts:
+            continue
+        x = [k * (1.0 + 0.04 * (i - 1)) for k, _ in pts]  # a small dodge so that the intervals do not overlap
+        y = [p.diff for _, p in pts]
+        err = [[p.diff - p.low for _, p in pts], [p.high - p.diff for _, p in pts]]
+        ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=f"d = s = {s[1:]}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["K"] for r in rows}), [str(k) for k in sorted({r["K"] for r in rows})])
+    ax.set(xlabel="expert seeds K behind the demonstrations (sampled labels, every episode kept)",
+           ylabel="soft RTC - naive solve rate (paired 95% CI)", title=f"{level}: the K dose")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    save_figure(fig, out)
+
+
 def ablation_section(data: RunData, out_dir: Path) -> list[str]:
     lines = ["## Modality ablation: does RTC's advantage grow with policy multimodality?", "",
              "Each policy family is a BC checkpoint of the same level, size and training, made from different "
@@ -188,4 +233,20 @@ def ablation_section(data: RunData, out_dir: Path) -> list[str]:
             lines += [f"![soft RTC minus naive at d=4 against policy spread on {level}](ablation_gap_{slug}.png)",
                       "", "Soft RTC minus naive solve rate at d = 4 (paired bootstrap 95% interval) against the "
                       "family's spread (95% interval).", ""]
+        dose = dose_rows(data, level, fams)
+        if dose:
+            head = ("| K | family | spread | boundary disagreement | "
+                    + " | ".join(f"naive d={s[1:]} | soft d={s[1:]} | soft - naive d={s[1:]}" for s in RULE_SETUPS) + " |")
+            rows = [head, "|---|---|---|---|" + "---|" * (3 * len(RULE_SETUPS))]
+            for r in dose:
+                cells = []
+                for s in RULE_SETUPS:
+                    cells += ["–"] * 3 if r[s] is None else [f"{r[s][0]:.3f}", f"{r[s][1]:.3f}", r[s][2].text()]
+                rows.append(f"| {r['K']} | {r['family']} | {_mod(r['policy'], 'spread')} | "
+                            f"{_mod(r['policy'], 'boundary_disagreement')} | " + " | ".join(cells) + " |")
+            slug = level.replace("/", "_").replace(":", "_")
+            plot_dose(dose, level, out_dir / f"ablation_dose_{slug}.png")
+            lines += ["The K dose: the families with sampled labels, one per number of expert seeds K (their seed "
+                      "sets nest), with the paired soft RTC - naive difference:", "", *rows, "",
+                      f"![soft RTC minus naive against K on {level}](ablation_dose_{slug}.png)", ""]
     return lines

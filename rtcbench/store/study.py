@@ -92,8 +92,18 @@ def find_runs(conn: duckdb.DuckDBPyConnection, scenario: str, run_ids: list[str]
     return [frame.iloc[0]]
 
 
+def _pairing(cell_config: str | None) -> str:
+    """What makes rollouts of two cells pair: their seeds and rollout count (from the stored cell config)."""
+    cfg = json.loads(cell_config or "{}")
+    return json.dumps([cfg.get("seeds"), cfg.get("rollouts")], sort_keys=True)
+
+
 def load_runs(conn: duckdb.DuckDBPyConnection, runs: list[pd.Series], reports_dir: Path = REPORTS_DIR) -> RunData:
-    """Cells and per-rollout outcomes of one or more runs; two runs may not hold the same level."""
+    """Cells and per-rollout outcomes of one or more runs.
+
+    Two runs may hold the same level only when they hold different cells of it (e.g. the K dose's families,
+    run apart from the 2x2 ablation's) and every cell of that level has the same seeds and rollouts, so that
+    rollout b of any two of its cells is the same env randomness and the paired tests stay paired."""
     frames, outcomes = [], {}
     for run in runs:
         params = {"run_id": run["run_id"]}
@@ -106,11 +116,22 @@ def load_runs(conn: duckdb.DuckDBPyConnection, runs: list[pd.Series], reports_di
                 raise UserError(f"cell {cell['level']} | {cell['method']} | {cell['setup']} of run {run['run_id']} "
                                 f"has {n} stored rollouts for n_rollouts={int(cell['n_rollouts'])}: invalid, not "
                                 "usable for paired tests", field="rollouts")
-        for frame in frames:
+        for frame in frames:  # runs may share a level only as parts of one paired design (see docstring)
             shared = set(frame["level"]) & set(cells["level"])
-            if shared:
+            if not shared:
+                continue
+            both = (set(zip(frame["level"], frame["method"], frame["setup"], strict=True))
+                    & set(zip(cells["level"], cells["method"], cells["setup"], strict=True)))
+            if both:
+                cell = sorted(both)[0]
+                raise UserError(f"runs {frame['run_id'].iloc[0]} and {run['run_id']} both hold cell "
+                                f"{' | '.join(cell)}; pass one run per cell", field="--sweep/--tail")
+            pairing = {_pairing(c) for c in (*frame["cell_config"], *cells["cell_config"])
+                       if json.loads(c or "{}").get("level") in shared}
+            if len(pairing) > 1:
                 raise UserError(f"runs {frame['run_id'].iloc[0]} and {run['run_id']} both hold level(s) "
-                                f"{sorted(shared)}; pass one run per level", field="--sweep/--tail")
+                                f"{sorted(shared)} with different seeds or rollouts, so their rollouts do not "
+                                "pair; pass one run per level", field="--sweep/--tail")
         frames.append(cells.assign(run_id=run["run_id"]))
         outcomes |= got
     return RunData(list(runs), pd.concat(frames, ignore_index=True), outcomes)

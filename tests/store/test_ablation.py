@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from store_helpers import run_main, write_run
 
+from rtcbench.stats import mcnemar
 from rtcbench.store import Store
 
 N = 512
@@ -97,3 +98,39 @@ def test_two_ablation_runs_on_two_levels_list_only_their_own_families(db_path, t
     s_y = page.split("### s/y")[1]
     assert "| old | " in s_y and "| multimodal |" not in s_y and "incomplete" not in page
     assert "| multimodal |" in page.split("### s/y")[0]
+
+
+def test_k_dose_table_orders_sampled_families_by_expert_count(db_path, tmp_path, capsys):
+    """Families with sampled labels and distinct K, written by two runs on one level (as the K dose is):
+    one dose table in K order with each family's paired soft - naive, and the dose figure. The first run's
+    families all have K = 4, so without the second run there is no dose table."""
+    def family_cells(fam, k, label, naive_d4, soft_d4):
+        cfg = _policy("multimodal")
+        cfg["policy"]["data"] = {"n_experts": k, "label": label, "keep": "all"}
+        out = []
+        for m, d4 in (("naive", naive_d4), ("rtc_exp", soft_d4), ("rtc_hard", naive_d4)):
+            for d in (2, 3, 4):
+                p = d4 if d == 4 else 0.6
+                out.append({"level": "s/x", "method": f"{fam}.{m}", "setup": f"d{d}", "key": f"{fam}-{m}-{d}",
+                            "solved": U < p, "jerk_d2": np.full(N, 1.0) + 0.1 * U, "cell_config": cfg})
+        return out
+
+    store = Store.open(db_path)
+    first = write_run(store, family_cells("k4_sample", 4, "sample", 0.5, 0.7) + family_cells("k1_mean", 1, "mean", 0.6, 0.6))
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--skip-sweep", "--skip-tail", "--ablation", first,
+                            "--out", str(tmp_path / "one"))
+    assert code == 0, err
+    assert "The K dose" not in (tmp_path / "one" / "README.md").read_text()
+    second = write_run(store, family_cells("k8_sample", 8, "sample", 0.4, 0.75)
+                       + family_cells("k1_sample", 1, "sample", 0.6, 0.62))
+    out_dir = tmp_path / "dose"
+    code, _, err = run_main(capsys, "study", "--db", str(db_path), "--skip-sweep", "--skip-tail", "--ablation", first,
+                            "--ablation", second, "--out", str(out_dir))
+    assert code == 0, err
+    after = (out_dir / "README.md").read_text().split("The K dose")[1].split("\n\n")[1]  # the table's block
+    dose = [line for line in after.splitlines() if not line.startswith("| K ") and "---" not in line]
+    assert [line.split(" | ")[:2] for line in dose] == [["| 1", "k1_sample"], ["| 4", "k4_sample"], ["| 8", "k8_sample"]]
+    gap = np.mean(U < 0.75) - np.mean(U < 0.4)
+    assert dose[2].endswith(f"{gap:+.3f} (p={mcnemar(U < 0.4, U < 0.75).p_value:.2g}) |")
+    assert f"{np.mean(U < 0.4):.3f} | {np.mean(U < 0.75):.3f}" in dose[2]
+    assert (out_dir / "ablation_dose_s_x.png").stat().st_size > 0 and (out_dir / "ablation_dose_s_x.svg").is_file()

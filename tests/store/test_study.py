@@ -113,7 +113,7 @@ def test_study_errors_name_what_is_missing(db_path, tmp_path, capsys):
     other = write_run(store, _sweep_cells())
     code, _, err = run_main(capsys, "study", "--db", str(db_path), "--sweep", sweep, "--sweep", other,
                             "--skip-tail", "--out", str(tmp_path / "s"))
-    assert code == 2 and "both hold level" in err
+    assert code == 2 and "both hold cell s/x | " in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
     code, _, err = run_main(capsys, "study", "--db", str(db_path), "--sweep", sweep, "--skip-tail",
