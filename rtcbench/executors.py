@@ -155,6 +155,7 @@ class _Worker:
         scenario = Scenario.from_yaml(scenario_path, sets=sets)  # the driver's --set overrides, as given
         self.scenario = scenario.with_overrides(rollouts=rollouts) if rollouts is not None else scenario
         self._prepared: dict | None = None
+        self._groups: set = set()  # compile groups this actor ran shards of
 
     def run(self, shard: Shard, config_hash: str, devices: int):
         from rtcbench.runner import prepare
@@ -169,7 +170,21 @@ class _Worker:
                 f"worker on {socket.gethostname()} sees cell {'/'.join(shard.key)} with config hash "
                 f"{prep.config_hash[:12] if prep else 'none'}..., the driver {config_hash[:12]}...: this node's "
                 "scenario, trace, level or policy files differ from the driver's")
+        self._groups.add(shard.group)
         return run_shard(self.scenario, prep, shard, devices)
+
+    def compile_stats(self) -> dict:
+        """What this actor compiled: episode compilations in its process (rtcbench.engine.cell.COMPILE_COUNT)
+        against the compile groups it ran; equal when each group compiled once here."""
+        import os
+        import socket
+
+        from rtcbench.engine import compile_cache as cc
+        from rtcbench.engine.cell import COMPILE_COUNT
+
+        return {"worker": f"{socket.gethostname()}:{os.getpid()}", "groups": len(self._groups),
+                "episode_compiles": COMPILE_COUNT["episode"], "cache_hits": cc.COUNTS.hits,
+                "cache_misses": cc.COUNTS.misses}
 
     def device(self) -> str:
         import socket
@@ -243,6 +258,10 @@ def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device
                 worker, shard = in_flight.pop(ref)
                 idle.append(worker)
                 yield shard, ray.get(ref)
+        for stats in ray.get([a.compile_stats.remote() for a in actors]):
+            log(f"ray worker {stats['worker']}: {stats['groups']} compile group(s), {stats['episode_compiles']} "
+                f"episode compilation(s); persistent compile cache, all jitted functions: {stats['cache_hits']} "
+                f"hit(s), {stats['cache_misses']} miss(es)")
     finally:
         if started_here:
             ray.shutdown()

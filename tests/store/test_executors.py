@@ -174,6 +174,33 @@ def test_ray_executor_writes_what_a_local_run_writes(whole_run, scenario_file, t
 
 
 @pytest.mark.slow
+def test_ray_on_two_levels_matches_local_and_compiles_each_group_once_per_worker(tmp_path, jax_cache_dir):
+    """Issue #15's done-when: 2 levels x 2 methods x 2 setups at --rollouts 8 on a local 2-worker Ray
+    cluster: every stored metric equals the local executor's, and each worker compiled each (level, method)
+    group it ran exactly once (its log line: groups = episode compilations)."""
+    pytest.importorskip("ray")
+    import re
+
+    path = tmp_path / "two_levels.yaml"
+    text = scenario_yaml("store_two_levels", SPIKY, methods="[{kind: naive}, {kind: rtc}]")
+    path.write_text(text.replace("levels: [s/h8_unicycle_balance]", "levels: [s/h8_unicycle_balance, s/h5_rotate_fall]"))
+    local, ray_db = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
+    proc = cli("run", str(path), "--db", str(local), "--rollouts", "8", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = cli("run", str(path), "--db", str(ray_db), "--rollouts", "8", "--executor", "ray", "--workers", "2",
+               "--cpus-per-worker", "1", env=_env(jax_cache_dir, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0"), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _run_row(ray_db) == [("complete", 8, 1, "ray", 1, None)]
+    rows = _rows(ray_db)
+    assert len(rows) == 8 * 8 and {r[0] for r in rows} == {"s/h8_unicycle_balance", "s/h5_rotate_fall"}
+    assert rows == _rows(local)
+    stats = re.findall(r"ray worker \S+: (\d+) compile group\(s\), (\d+) episode compilation", proc.stderr)
+    assert len(stats) == 2, proc.stderr[-3000:]
+    assert sum(int(g) for g, _ in stats) >= 4  # the 4 (level, method) groups, each run by some worker
+    assert all(int(groups) == int(compiles) for groups, compiles in stats), stats
+
+
+@pytest.mark.slow
 def test_render_re_simulates_a_stored_rollout(whole_run, tmp_path, jax_cache_dir):
     """`rtcbench render` recomputes rollout 5 of a stored cell (checked against its stored outcome inside the
     command) and writes one frame per step of its first episode."""
