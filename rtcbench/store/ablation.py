@@ -29,7 +29,7 @@ import pandas as pd
 from rtcbench.stats import paired_bootstrap
 from rtcbench.store.report import _plt
 from rtcbench.store.study import RunData, paired_solve
-from rtcbench.store.style import save_figure, split_family
+from rtcbench.store.style import SETUP_COLORS, save_figure, split_family
 
 ABLATION_SCENARIO = "ablation_modality"
 ABLATION_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
@@ -162,7 +162,8 @@ def plot_dose(rows: list[dict], level: str, out: Path) -> None:
         x = [k * (1.0 + 0.04 * (i - 1)) for k, _ in pts]  # a small dodge so that the intervals do not overlap
         y = [p.diff for _, p in pts]
         err = [[p.diff - p.low for _, p in pts], [p.high - p.diff for _, p in pts]]
-        ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=f"d = s = {s[1:]}")
+        ax.errorbar(x, y, yerr=err, fmt=("o-", "s--", "^:")[i % 3], capsize=3, color=SETUP_COLORS[i],
+                    label=f"d = s = {s[1:]}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({r["K"] for r in rows}), [str(k) for k in sorted({r["K"] for r in rows})])
     ax.set(xlabel="expert seeds K behind the demonstrations (sampled labels, every episode kept)",
