@@ -275,20 +275,23 @@ def _fmt_ci(row) -> str:
     return f"{row['solve_rate']:.3f} [{row['solve_ci_low']:.2f}, {row['solve_ci_high']:.2f}]"
 
 
-def _recorded_run(db_path: Path, run_id: str) -> dict:
-    """What ``--resume RUN_ID`` must match or re-apply: the run's config hash, ``--only`` filter and ``--set``
-    overrides (read-only; nothing is written). Older files lack the later columns: read as NULL."""
+def recorded_run(db_path: Path, run_id: str, field: str = "--resume") -> dict:
+    """What re-running a stored run needs (``--resume``, `rtcbench render`): its scenario path, ``--rollouts``,
+    config hash, ``--only`` filter and ``--set`` overrides (a list, or None), read-only. Older files lack the
+    later columns: read as NULL. A missing run is a UserError on `field`."""
     from rtcbench.store.db import read_only
 
+    wanted = ("scenario_path", "n_rollouts_override", "config_hash", "cell_filter", "overrides")
     with read_only(db_path) as conn:
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
-        wanted = ("config_hash", "cell_filter", "overrides")
         select = ", ".join(c if c in columns else f"NULL AS {c}" for c in wanted)
         row = conn.execute(f"SELECT {select} FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
-        raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--resume")
-    return {"config_hash": row[0], "cell_filter": row[1], "overrides": json.loads(row[2]) if row[2] else None}
+        raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field=field)
+    run = dict(zip(wanted, row, strict=True))
+    run["overrides"] = json.loads(run["overrides"]) if run["overrides"] else None
+    return run
 
 
 def _check_resumable(recorded: dict, run_id: str, config_hash: str, scenario_path) -> None:
@@ -339,7 +342,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     check_db_path(db_path, must_exist=bool(resume))
     lock_timeout_from_env()
     sets = list(sets) if sets else None
-    recorded = _recorded_run(db_path, resume) if resume else None
+    recorded = recorded_run(db_path, resume) if resume else None
     if recorded is not None:
         if sets is not None and sets != recorded["overrides"]:
             shown = " ".join(f"--set {s}" for s in recorded["overrides"] or []) or "no --set"
@@ -379,7 +382,7 @@ def run_scenario(scenario_path: str | os.PathLike, db_path: Path, *, rollouts: i
     if resume:
         run = store.get_run(resume)
         if run is None or run["config_hash"] != config_hash:  # changed since the check above
-            _check_resumable(_recorded_run(db_path, resume), resume, config_hash, scenario_path)
+            _check_resumable(recorded_run(db_path, resume), resume, config_hash, scenario_path)
         done = store.cells_done(resume)
         run_id = resume
         if run["status"] == "complete" and all(p.key in done for p in prepared):

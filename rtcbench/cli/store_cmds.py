@@ -214,14 +214,13 @@ def report_cmd(
         raise UserError("--video-cells needs --videos K", field="--video-cells")
     with read_only(path, require_current=True) as conn:
         run_id = pick_run(conn, run, str(path))
-    section = None
     if videos:  # rendered first, into a scratch folder: a rollout that cannot be re-simulated writes nothing
         import shutil
         import tempfile
 
         from rtcbench.engine.render import pick_report_rollouts
 
-        pick_report_rollouts(path, run_id, videos, video_cells)  # bad patterns fail before any work
+        picked = pick_report_rollouts(path, run_id, videos, video_cells)  # bad patterns fail before any work
         from rtcbench.device import select_device
 
         select_device(device)
@@ -230,7 +229,7 @@ def report_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".videos-", dir=out.parent))
         try:
-            section = report_videos(path, run_id, scratch, videos, video_cells, fps=fps,
+            section = report_videos(path, run_id, scratch, picked, videos, video_cells, fps=fps,
                                     log=lambda msg: print(msg, file=sys.stderr))
             with read_only(path, require_current=True) as conn:
                 written = write_report(conn, run_id, out, db_path=str(path))

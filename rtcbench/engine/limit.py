@@ -57,13 +57,18 @@ def physics_only(level, B: int, T: int):
 
         return jax.lax.scan(body, state, np.arange(T, dtype=np.int32))[1]
 
+    return _compile_and_time(physics, (level.env_params, np.uint32(0)))
+
+
+def _compile_and_time(fn, args):
+    """-> (compile seconds, run): `fn` jitted and compiled for `args`; ``run()`` times one call (seconds)."""
     t0 = time.perf_counter()
-    fn = jax.jit(physics).lower(level.env_params, np.uint32(0)).compile()
+    compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
 
     def run() -> float:
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(level.env_params, np.uint32(0)))
+        jax.block_until_ready(compiled(*args))
         return time.perf_counter() - t0
 
     return compile_s, run
@@ -106,17 +111,7 @@ def physics_with_policy(level, method, graphdef, pol_state, obs_row, call_steps,
         (_, _, chunk), rewards = jax.lax.scan(body, (state, obs, chunk), (np.arange(T, dtype=np.int32), calls))
         return rewards, chunk
 
-    args = (level.env_params, pol_state, np.asarray(call_steps, bool), np.uint32(0))
-    t0 = time.perf_counter()
-    fn = jax.jit(run_scan).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-
-    def run() -> float:
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        return time.perf_counter() - t0
-
-    return compile_s, run
+    return _compile_and_time(run_scan, (level.env_params, pol_state, np.asarray(call_steps, bool), np.uint32(0)))
 
 
 @dataclass(frozen=True)

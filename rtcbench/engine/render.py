@@ -23,7 +23,6 @@ it and when it lands, the swap step and stall steps. GIF (pillow) or MP4 (imagei
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
     """Re-simulate rollout `rollout` of `cell` (LEVEL/METHOD/SETUP, LEVEL may contain '/') of a stored run
     and write it to `out`; see the module docstring. Returns what was checked and written."""
     from rtcbench.engine import run_cell
-    from rtcbench.runner import load_inputs
+    from rtcbench.runner import load_inputs, recorded_run
     from rtcbench.scenario import Scenario
     from rtcbench.store.db import read_only
 
@@ -159,13 +158,8 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
     if len(parts) != 3 or not all(parts):
         raise UserError(f"expected LEVEL/METHOD/SETUP, got {cell!r}", field="--cell")
     level_name, method_label, setup_name = parts
+    run = recorded_run(db_path, run_id, field="--run")
     with read_only(db_path) as conn:
-        has_overrides = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'runs' "
-                                     "AND column_name = 'overrides'").fetchone()[0]
-        run = conn.execute(f"SELECT scenario_path, n_rollouts_override, {'overrides' if has_overrides else 'NULL'} "
-                           "FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if run is None:
-            raise UserError(f"no run {run_id!r} in this file", path=str(db_path), field="--run")
         row = conn.execute("SELECT cell_id, config_hash, n_rollouts FROM cells WHERE run_id = ? AND level = ? AND "
                            "method = ? AND setup = ?", [run_id, level_name, method_label, setup_name]).fetchone()
         if row is None:
@@ -178,13 +172,13 @@ def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, o
             raise UserError(f"the cell has rollouts 0..{n_rollouts - 1}, got {rollout}", field="--rollout")
         stored = conn.execute("SELECT solved, episode_return, episode_length FROM rollouts WHERE cell_id = ? AND "
                               "rollout = ?", [cell_id, rollout]).fetchone()
-    scenario_path = Path(run[0])
+    scenario_path = Path(run["scenario_path"])
     if not scenario_path.exists():
         raise UserError(f"the run's scenario file {scenario_path} is not here (run from the folder the run was "
                         "made in)", path=str(db_path), field="runs.scenario_path")
-    scenario = Scenario.from_yaml(scenario_path, sets=json.loads(run[2]) if run[2] else None)  # the run's --set
-    if run[1] is not None:
-        scenario = scenario.with_overrides(rollouts=int(run[1]))
+    scenario = Scenario.from_yaml(scenario_path, sets=run["overrides"])  # the run's --set
+    if run["n_rollouts_override"] is not None:
+        scenario = scenario.with_overrides(rollouts=int(run["n_rollouts_override"]))
     match = [c for c in scenario.cells() if c.key == (level_name, method_label, setup_name)]
     if not match or scenario.cell_config_hash(match[0]) != cell_hash:
         raise UserError("the scenario, its traces or its policies changed since this run: the rollout cannot be "
@@ -250,11 +244,11 @@ def pick_report_rollouts(db_path: Path, run_id: str, k: int, patterns: list[str]
     return picked
 
 
-def report_videos(db_path: Path, run_id: str, out_dir: Path, k: int, patterns: list[str] | None = None,
-                  fps: int = 15, log=print) -> list[str]:
-    """Render `pick_report_rollouts` into ``out_dir/videos/`` (GIF, each re-simulated and checked against its
-    stored row by `render_stored_rollout`) -> the Markdown lines of the report's "Rollout videos" section."""
-    picked = pick_report_rollouts(db_path, run_id, k, patterns)
+def report_videos(db_path: Path, run_id: str, out_dir: Path, picked: list[dict], k: int,
+                  patterns: list[str] | None = None, fps: int = 15, log=print) -> list[str]:
+    """Render `picked` (from `pick_report_rollouts` with the same k and patterns) into ``out_dir/videos/``
+    (GIF, each re-simulated and checked against its stored row by `render_stored_rollout`) -> the Markdown
+    lines of the report's "Rollout videos" section."""
     folder = out_dir / "videos"
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["## Rollout videos", "",
