@@ -151,6 +151,44 @@ def bench_cmd(
     print(json.dumps(out))
 
 
+def bench_sweep_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML (e.g. bench/scenarios/longtail_5pct.yaml).")],
+    rollouts: Annotated[int | None, typer.Option("--rollouts", help="Override the scenario's rollouts per cell.")]
+    = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="PATH=VALUE override of the scenario, as `rtcbench run --set` (repeatable).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Ray workers of the Ray run.")] = 2,
+    cpus_per_worker: Annotated[int, typer.Option("--cpus-per-worker", help="CPUs each Ray worker reserves.")] = 1,
+    ray_cache: Annotated[str, typer.Option(
+        "--ray-cache", help="cold: the Ray run starts from an empty compile cache and is compared with the cold "
+        "local run; warm: it reuses the local runs' cache and is compared with the warm local run.")] = "cold",
+    keep: Annotated[Path | None, typer.Option(
+        "--keep", help="Keep the runs' DuckDB files, logs and caches in this new folder (default: a temporary "
+        "folder, removed).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also append the JSON line to this file.")] = None,
+) -> None:
+    """Time one scenario three ways in fresh processes (local with an empty compile cache, local again with
+    it warm, Ray with --workers workers) and print one JSON line: wall and compile seconds of each, the Ray
+    over local wall ratio and the warm over cold compile ratio, and whether all three stored the same
+    rollouts (rtcbench.sweep_bench)."""
+    import json
+
+    from rtcbench.sweep_bench import bench_sweep
+
+    result = bench_sweep(scenario, rollouts=rollouts, sets=set_, workers=workers, cpus_per_worker=cpus_per_worker,
+                         ray_cache=ray_cache, keep=keep, log=lambda m: print(m, file=sys.stderr, flush=True))
+    line = json.dumps(result)
+    print(line)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a") as fh:
+            fh.write(line + "\n")
+    if not result["metrics_equal"]:
+        print("bench-sweep: the three runs stored different rollouts, so their timings do not compare "
+              "(rerun with --keep DIR to inspect them)", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 def render_cmd(
     cell: Annotated[str, typer.Option("--cell", help="LEVEL/METHOD/SETUP of the run, e.g. "
                                       "l/h4_cartpole:packed/naive/d4.")],
@@ -189,6 +227,8 @@ def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app (idempotent: `main()` may run many times in one process)."""
     if not any(info.name == "bench" for info in app.registered_commands):
         app.command("bench")(bench_cmd)
+    if not any(info.name == "bench-sweep" for info in app.registered_commands):
+        app.command("bench-sweep")(bench_sweep_cmd)
     if not any(info.name == "render" for info in app.registered_commands):
         app.command("render")(render_cmd)
     if not any(info.name == "record-trace" for info in app.registered_commands):

@@ -7,6 +7,7 @@ cache; a shard (8 of 16 rollouts) and a 2-device program each compile once more.
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,3 +308,40 @@ def test_merge_of_two_halves_equals_the_whole_run(whole_run, scenario_file, tmp_
 def _run_ids(db):
     with read_only(db) as conn:
         return [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+
+
+@pytest.mark.slow
+def test_bench_sweep_times_three_runs_that_store_the_same_rollouts(scenario_file, tmp_path):
+    """`rtcbench bench-sweep` (issue #15's benchmark): a cold local run, a warm one and a Ray run, each in
+    its own process with its own DuckDB file; the warm run loads what the cold one compiled."""
+    pytest.importorskip("ray")
+    keep, out = tmp_path / "keep", tmp_path / "sweep.jsonl"
+    proc = cli("bench-sweep", str(scenario_file), "--rollouts", "4", "--ray-cache", "warm", "--keep", str(keep),
+               "--out", str(out), env={"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text()) == result
+    assert [r["label"] for r in result["runs"]] == ["local, cold", "local, warm", "ray x2, warm"]
+    assert result["metrics_equal"] is True
+    assert all(r["cells"] == 4 and r["rollouts"] == 16 for r in result["runs"])
+    assert {r["cache"] for r in result["runs"]} == {"cache_local"}  # --ray-cache warm: one cache folder
+    cold, warm, ray = result["runs"]
+    assert cold["compile_s"] > 10  # two episodes compiled from nothing
+    assert result["warm_over_cold_compile"] == round(warm["compile_s"] / cold["compile_s"], 3) < 0.5
+    assert result["ray_over_local_wall"] == round(ray["process_wall_s"] / warm["process_wall_s"], 3)
+    for run in result["runs"]:  # each run's own file holds exactly its run
+        assert (keep / Path(run["log"]).name).exists()
+        with read_only(Path(run["log"]).with_suffix(".duckdb")) as conn:
+            assert conn.execute("SELECT run_id, executor FROM runs").fetchall() == [(run["run_id"], run["executor"])]
+
+
+def test_bench_sweep_refuses_bad_input_before_running_anything(scenario_file, tmp_path):
+    keep = tmp_path / "keep"
+    for args, field in ((["--ray-cache", "tepid"], "--ray-cache"), (["--workers", "0"], "--workers"),
+                        (["--set", "rollouts=-3"], "--set")):
+        proc = cli("bench-sweep", str(scenario_file), "--keep", str(keep), *args, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert field in proc.stderr and "Traceback" not in proc.stderr
+        assert not keep.exists()
+    proc = cli("bench-sweep", str(tmp_path / "missing.yaml"), timeout=120)
+    assert proc.returncode == 2 and "missing.yaml" in proc.stderr
