@@ -83,6 +83,27 @@ def test_parse_only_and_shard_bounds(scenario_file):
             shard_bounds(n, shards, devices)
 
 
+def test_the_ray_queue_starts_the_costliest_group_first_and_keeps_a_worker_on_its_group():
+    from rtcbench.executors import Shard, ShardQueue, shard_work
+    from rtcbench.methods.config import BIDMethod, NaiveMethod, RTCMethod
+
+    methods = {"naive": NaiveMethod(), "rtc": RTCMethod(), "bid": BIDMethod(n_samples=16)}
+    work = {name: shard_work(m, 128) for name, m in methods.items()}
+    assert work["bid"] > work["rtc"] > work["naive"] > 0  # 16 forward passes > 1 forward + 1 VJP > 1 forward
+    assert shard_work(methods["naive"], 256) == 2 * work["naive"]
+    shards = [Shard(i, ("L", name, setup), ("L", name), lo, lo + 128, lo == 0, work=work[name])
+              for i, (name, setup) in enumerate((n, s) for n in methods for s in ("a", "b")) for lo in (0, 128)]
+    queue = ShardQueue(shards, workers=2)
+    # bid has the most work, so both workers start on it (one compile each); a worker then stays on its
+    # group until it is done, and moves to the group with the most work left: rtc (one forward pass and
+    # one VJP per Euler step) before naive (one forward pass), though naive has as many shards
+    assert [queue.next_for(w).group[1] for w in (0, 1, 1, 1, 1)] == ["bid", "bid", "bid", "bid", "rtc"]
+    handed = [queue.next_for(w) for w in (0, 0, 1, 1, 0, 1, 0, 1)]
+    assert [sh.group[1] if sh else None for sh in handed] == ["rtc", "rtc", "rtc", "naive", "naive", "naive",
+                                                              "naive", None]
+    assert not queue and queue.next_for(0) is None
+
+
 @pytest.mark.slow
 def test_only_runs_the_matching_cells_and_resume_keeps_the_filter(whole_run, scenario_file, tmp_path, jax_cache_dir):
     db = tmp_path / "only.duckdb"
