@@ -144,30 +144,41 @@ def execute_local(scenario, prepared, shards: list[Shard], devices: int,
 
 
 class ShardQueue:
-    """The Ray driver's to-do list: shards by compile group. A worker gets the next shard of the group it ran
-    last (one compile per group per worker); when that group is done (or at the start), the next shard of
-    the group with the most estimated work left (`Shard.work`). So the longest groups start first, and a
-    group with more work left than any other is shared by several workers (each compiles it once) rather
-    than left to one while the others idle: longest-processing-time-first list scheduling over shards."""
+    """The Ray driver's to-do list: shards by compile group. A worker gets, in this order of preference:
+
+    1. the next shard of the group it ran last (no new compile);
+    2. the first shard of the untouched group with the most estimated work (`Shard.work`), so the longest
+       groups start first and no group starts last behind a long one;
+    3. only when every group has been started: the next shard of the group with the most work left, which
+       another worker is running (the joining worker compiles it once more; with one shard per cell this
+       only helps a group of several cells).
+    A worker compiles each group it takes once; a group is compiled on a second worker only in case 3,
+    because a compile costs as much as tens of seconds of rollouts on a CPU."""
 
     def __init__(self, shards: list[Shard], workers: int):
         self._groups: dict[tuple, deque] = {}
         for shard in shards:
             self._groups.setdefault(shard.group, deque()).append(shard)
+        self._started: set = set()
         self._last: dict[int, tuple | None] = dict.fromkeys(range(workers))
 
     def __bool__(self) -> bool:
         return bool(self._groups)
+
+    def _work_left(self, group) -> float:
+        return sum(sh.work for sh in self._groups[group])
 
     def next_for(self, worker: int) -> Shard | None:
         group = self._last[worker]
         if group not in self._groups:
             if not self._groups:
                 return None
-            group = max(self._groups, key=lambda g: sum(sh.work for sh in self._groups[g]))
+            untouched = [g for g in self._groups if g not in self._started]
+            group = max(untouched or self._groups, key=self._work_left)
         shard = self._groups[group].popleft()
         if not self._groups[group]:
             del self._groups[group]
+        self._started.add(group)
         self._last[worker] = group
         return shard
 

@@ -94,13 +94,16 @@ def test_the_ray_queue_starts_the_costliest_group_first_and_keeps_a_worker_on_it
     shards = [Shard(i, ("L", name, setup), ("L", name), lo, lo + 128, lo == 0, work=work[name])
               for i, (name, setup) in enumerate((n, s) for n in methods for s in ("a", "b")) for lo in (0, 128)]
     queue = ShardQueue(shards, workers=2)
-    # bid has the most work, so both workers start on it (one compile each); a worker then stays on its
-    # group until it is done, and moves to the group with the most work left: rtc (one forward pass and
-    # one VJP per Euler step) before naive (one forward pass), though naive has as many shards
-    assert [queue.next_for(w).group[1] for w in (0, 1, 1, 1, 1)] == ["bid", "bid", "bid", "bid", "rtc"]
-    handed = [queue.next_for(w) for w in (0, 0, 1, 1, 0, 1, 0, 1)]
-    assert [sh.group[1] if sh else None for sh in handed] == ["rtc", "rtc", "rtc", "naive", "naive", "naive",
-                                                              "naive", None]
+    # the costliest group first, the next costliest to the other worker: rtc (one forward pass and one VJP
+    # per Euler step) before naive (one forward pass), though both have 4 shards
+    assert (queue.next_for(0).group[1], queue.next_for(1).group[1]) == ("bid", "rtc")
+    # a worker stays on its group until it is done, then takes the untouched group with the most work
+    assert [queue.next_for(1).group[1] for _ in range(4)] == ["rtc", "rtc", "rtc", "naive"]
+    # once every group is started, an idle worker joins the one with the most work left: worker 1 finishes
+    # naive, then joins bid (3 shards left; worker 0 is still on its first), and stays on it
+    assert [queue.next_for(1).group[1] for _ in range(4)] == ["naive", "naive", "naive", "bid"]
+    handed = [queue.next_for(w) for w in (0, 1, 0)]
+    assert [sh.group[1] if sh else None for sh in handed] == ["bid", "bid", None]
     assert not queue and queue.next_for(0) is None
 
 
