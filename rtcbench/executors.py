@@ -20,8 +20,9 @@ Ray (optional extra ``pip install -e ".[ray]"``). ``--executor ray`` starts one 
 actor keeps its process's compiled episodes, and the driver gives an idle actor the next shard of the
 compile group (level, method, policy) it ran last, so each group compiles once per actor (and is loaded
 from JAX's persistent cache when the workers share the driver's cache folder). An actor whose group is done
-takes the group with the most estimated work left (`ShardQueue`, `shard_work`: longest first, so a BID
-group does not start last and leave the other workers idle while it runs). A worker that dies is
+takes the untouched group with the most estimated work (`ShardQueue`, `shard_work`: longest first, so a BID
+group does not start last and leave the other workers idle while it runs), and joins a started group only
+when no untouched one is left. A worker that dies is
 restarted and its shard retried by Ray (``max_restarts``/``max_task_retries``), inside the one call the driver
 made, so each shard's result reaches the driver once; a cell already in the store is never written again
 (its key is unique: a second write would fail the run, not duplicate the cell). Worker loss is left to Ray

@@ -48,7 +48,7 @@ ROLLOUT_METRICS = ("solved", "episode_return", "episode_length", "jerk_max_d1", 
 class TimedRun:
     label: str
     executor: str
-    cache: str  # which cache folder, and whether it started empty
+    cache: str  # the cache folder's name: cache_local (empty before the cold run) or cache_ray (empty)
     process_wall_s: float
     wall_s: float  # runs.wall_s
     compile_s: float  # runs.compile_s (Ray: summed over workers)
