@@ -15,8 +15,8 @@ summed over workers), and two ratios:
     ray_over_local_wall     ray process wall / local cold process wall   (both compile from empty caches)
     warm_over_cold_compile  local warm runs.compile_s / local cold runs.compile_s
 
-``metrics_equal`` says whether the three runs stored the same rollouts (every per-rollout metric except
-timings), which is what makes the timings comparable at all. A run that fails stops the benchmark with
+``metrics_equal`` says whether the three runs stored the same rollouts (every column of the ``rollouts``
+table), which is what makes the timings comparable at all. A run that fails stops the benchmark with
 its log's path. Nothing is written outside the work folder (a temporary one unless ``--keep DIR``), except
 the JSON line appended to ``--out`` when given.
 
@@ -39,9 +39,13 @@ from pathlib import Path
 
 from rtcbench.errors import UserError
 
-# every per-rollout metric a run stores, except timings: equal across executors and caches (tests/store)
-ROLLOUT_METRICS = ("solved", "episode_return", "episode_length", "jerk_max_d1", "jerk_mean_d1", "jerk_max_d2",
-                   "jerk_mean_d2", "stall_steps", "wall_steps", "n_inferences", "nfe")
+
+def _rollout_metrics() -> list[str]:
+    """Every per-rollout metric the store keeps (the `rollouts` table less its key; it holds no timings):
+    equal across executors and caches (tests/store/test_executors.py)."""
+    from rtcbench.store.schema import rollouts
+
+    return [c.name for c in rollouts.columns if c.name not in ("cell_id", "rollout")]
 
 
 @dataclass
@@ -79,7 +83,7 @@ def _read_run(db: Path) -> tuple[dict, list[tuple]]:
         run_id, status, wall_s, compile_s = conn.execute(
             "SELECT run_id, status, wall_s, compile_s FROM runs").fetchone()
         rows = conn.execute(
-            f"SELECT level, method, setup, rollout, {', '.join(ROLLOUT_METRICS)} FROM v_rollouts "
+            f"SELECT level, method, setup, rollout, {', '.join(_rollout_metrics())} FROM v_rollouts "
             "WHERE run_id = ? ORDER BY level, method, setup, rollout", [run_id]).fetchall()
         cells = conn.execute("SELECT count(*) FROM cells WHERE run_id = ?", [run_id]).fetchone()[0]
     return {"run_id": run_id, "status": status, "wall_s": float(wall_s), "compile_s": float(compile_s),
