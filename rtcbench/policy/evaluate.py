@@ -59,7 +59,7 @@ def action_chatter(actions: np.ndarray, lengths: np.ndarray) -> dict:
 
     A period-2 chatter is one way a closed loop becomes sensitive to the *parity* of a delay: an action
     meant for step t and executed at t + d is in phase for even d and in anti-phase for odd d (see
-    docs/study/DISCUSSION.md for what this predicts and what was measured on l/h17_unicycle:packed).
+    docs/study/single_mean/DISCUSSION.md for what this predicts and what was measured on l/h17_unicycle:packed).
     """
     actions = np.asarray(actions, np.float64)  # [T, B, A]
     T = actions.shape[0]

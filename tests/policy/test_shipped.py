@@ -120,17 +120,19 @@ def test_three_levels_ship_a_multi_expert_sampled_label_policy():
     assert len(qualified) >= 3, sorted(qualified)
 
 
-@pytest.mark.parametrize("sidecar", sorted((POLICIES / "multiexpert").glob("*/bc.json")),
-                         ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("sidecar", sorted((POLICIES / "multiexpert").glob("*/*.json")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_multiexpert_policy_solves_as_recorded(sidecar):
-    """Each multi-expert family loads against its level and 64 fresh d = 0 rollouts agree with its record."""
+    """Each multi-expert family's checkpoints (its BC policy and, where fixed_sweep.yaml sweeps the level, its
+    training-time RTC fine-tune) load against their level, and 64 fresh d = 0 rollouts agree with the record."""
     from rtcbench.levels import load_level
     from rtcbench.policy.evaluate import ChunkedEvalConfig, evaluate_flow_policy
 
     meta = json.loads(sidecar.read_text())
     level = load_level(meta["level"])
     loaded = load_policy(sidecar, level=level)
-    assert loaded.kind == "bc" and sidecar.parent.name == level_slug(level.name)
+    assert loaded.kind == sidecar.stem and sidecar.parent.name == level_slug(level.name)
+    assert meta["solve_rate"]["delay"] == 0 and meta["solve_rate"]["n"] >= 512
     cfg = ChunkedEvalConfig(n=64, delay=0, horizon=4, flow_steps=5)
     result = evaluate_flow_policy(level, loaded.graphdef, loaded.state, loaded.config.H, cfg, seed=777)
     assert abs(result["rate"] - meta["solve_rate"]["rate"]) < 0.2, f"{sidecar}: {result['rate']:.3f} on 64 rollouts"
