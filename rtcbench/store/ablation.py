@@ -8,15 +8,9 @@ delays ``d2``, ``d3``, ``d4`` (s = d). Each family's modality and data (experts,
 what every cell recorded of its checkpoint's sidecar (``cell_config.policy``), so the page needs nothing
 but the results file.
 
-**The decision rule, fixed before any ablation cell was run.** The paper's ordering holds for a family
-on a level when all of:
-
-1. soft RTC solves more than naive at d = 3 and at d = 4 (McNemar on paired rollouts, p < 0.05 each);
-2. soft RTC's solve rate is >= hard RTC's at d = 3 and at d = 4 (point estimates);
-3. soft RTC's jerk (per-rollout max second difference of the executed actions) is lower than naive's at
-   d = 3 and at d = 4: the paired bootstrap 95% interval of mean(soft - naive) lies below zero.
-
-Anything else is "not reproduced", with the failing parts named. Every family run is reported.
+**The decision rule, fixed before any ablation cell was run**, is `rtcbench.store.study.paper_ordering`
+(its docstring states it), applied to each family's cells; the constant-delay sweep's claims table applies
+the same function to plain method names. Every family run is reported.
 """
 
 from __future__ import annotations
@@ -28,14 +22,12 @@ import pandas as pd
 
 from rtcbench.stats import paired_bootstrap
 from rtcbench.store.report import _plt
-from rtcbench.store.study import RunData, paired_solve
+from rtcbench.store.study import RULE_SETUPS, RunData, paired_solve, paper_ordering
 from rtcbench.store.style import SETUP_COLORS, save_figure, split_family
 
 ABLATION_SCENARIO = "ablation_modality"
 ABLATION_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
 ABLATION_SETUPS = ("d2", "d3", "d4")
-RULE_SETUPS = ("d3", "d4")
-ALPHA = 0.05
 MODALITY_KEYS = ("spread", "sign_disagreement", "boundary_disagreement")
 
 
@@ -66,26 +58,8 @@ def family_policy(data: RunData, level: str, family: str) -> dict:
 
 
 def decide(data: RunData, level: str, family: str) -> dict:
-    """The pre-registered rule (module docstring) -> {verdict, failed: [...], evidence per d}."""
-    def rollouts(method, setup):
-        return data.rollouts(level, setup, f"{family}.{method}")
-
-    failed, evidence = [], {}
-    for setup in RULE_SETUPS:
-        naive, soft, hard = rollouts("naive", setup), rollouts("rtc_exp", setup), rollouts("rtc_hard", setup)
-        if naive is None or soft is None or hard is None:
-            return {"verdict": "incomplete", "failed": [f"{setup}: missing cells"], "evidence": evidence}
-        vs_naive = paired_solve(naive, soft)
-        jerk = paired_bootstrap(naive["jerk_max_d2"].to_numpy(float), soft["jerk_max_d2"].to_numpy(float), seed=0)
-        soft_rate, hard_rate = float(soft["solved"].mean()), float(hard["solved"].mean())
-        evidence[setup] = {"soft_minus_naive": vs_naive, "soft_minus_hard": soft_rate - hard_rate, "jerk": jerk}
-        if not (vs_naive.diff > 0 and vs_naive.p_value < ALPHA):
-            failed.append(f"{setup}: soft - naive {vs_naive.text()}")
-        if soft_rate < hard_rate:
-            failed.append(f"{setup}: soft < hard ({soft_rate - hard_rate:+.3f})")
-        if not (jerk.n_pairs > 0 and jerk.high < 0):
-            failed.append(f"{setup}: jerk soft - naive {jerk.diff:+.3g} [{jerk.low:+.3g}, {jerk.high:+.3g}] not < 0")
-    return {"verdict": "reproduced" if not failed else "not reproduced", "failed": failed, "evidence": evidence}
+    """The pre-registered rule (`paper_ordering`) on one family's cells."""
+    return paper_ordering(lambda method, setup: data.rollouts(level, setup, f"{family}.{method}"))
 
 
 def _mod(policy: dict, key: str) -> str:

@@ -27,6 +27,7 @@ beside its verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,7 +391,53 @@ def _sweep_claims(data: RunData, level: str, methods: list[str]) -> list[str]:
              else "partly" if "reproduced" in verdicts else "not significant")
         rows.append(f"| training-time RTC beats inference-time RTC at d >= 2 | ttrtc - rtc_exp > 0 significantly "
                     f"at each of d=2, 3, 4 | {ev} | {v} |")
+    # C5: issue #14's pre-registered rule for the ordering as a whole (also the modality ablation's rule).
+    if {"naive", "rtc_exp", "rtc_hard"} <= set(methods):
+        decision = paper_ordering(lambda method, setup: data.rollouts(level, setup, method))
+        ev = ", ".join(f"{s}: soft - naive {e['soft_minus_naive'].text()}, soft - hard {e['soft_minus_hard']:+.3f}, "
+                       f"jerk soft - naive {e['jerk'].diff:+.3g} [{e['jerk'].low:+.3g}, {e['jerk'].high:+.3g}]"
+                       for s, e in decision["evidence"].items())
+        why = "" if decision["verdict"] == "reproduced" else " (" + "; ".join(decision["failed"]) + ")"
+        rows.append("| the paper's ordering as a whole (issue #14, `paper_ordering`) | at d=3 and d=4: rtc_exp - naive > 0 "
+                    "significantly, rtc_exp >= rtc_hard, and rtc_exp's jerk below naive's (paired bootstrap 95% "
+                    f"below 0) | {ev} | {decision['verdict']}{why} |")
     return lines + rows + [""]
+
+
+RULE_SETUPS = ("d3", "d4")
+
+
+def paper_ordering(rollouts: Callable[[str, str], pd.DataFrame | None]) -> dict:
+    """Issue #14's decision rule for "the paper's ordering holds", fixed before any cell it judges was run.
+
+    ``rollouts(method, setup)`` gives one cell's per-rollout frame (None if the run lacks it); methods are
+    ``naive``, ``rtc_exp`` (soft RTC) and ``rtc_hard``, setups ``d3`` and ``d4`` (s = d). The ordering holds
+    when all of:
+
+    1. soft RTC solves more than naive at d = 3 and at d = 4 (McNemar on paired rollouts, p < 0.05 each);
+    2. soft RTC's solve rate is >= hard RTC's at d = 3 and at d = 4 (point estimates);
+    3. soft RTC's jerk (per-rollout max second difference of the executed actions) is lower than naive's at
+       d = 3 and at d = 4: the paired bootstrap 95% interval of mean(soft - naive) lies below zero.
+
+    Returns {verdict: "reproduced" | "not reproduced" | "incomplete", failed: [why, ...], evidence: {setup:
+    {soft_minus_naive, soft_minus_hard, jerk}}}; "not reproduced" names every failing part.
+    """
+    failed, evidence = [], {}
+    for setup in RULE_SETUPS:
+        naive, soft, hard = rollouts("naive", setup), rollouts("rtc_exp", setup), rollouts("rtc_hard", setup)
+        if naive is None or soft is None or hard is None:
+            return {"verdict": "incomplete", "failed": [f"{setup}: missing cells"], "evidence": evidence}
+        vs_naive = paired_solve(naive, soft)
+        jerk = paired_bootstrap(naive["jerk_max_d2"].to_numpy(float), soft["jerk_max_d2"].to_numpy(float), seed=0)
+        soft_rate, hard_rate = float(soft["solved"].mean()), float(hard["solved"].mean())
+        evidence[setup] = {"soft_minus_naive": vs_naive, "soft_minus_hard": soft_rate - hard_rate, "jerk": jerk}
+        if not (vs_naive.diff > 0 and vs_naive.p_value < ALPHA):
+            failed.append(f"{setup}: soft - naive {vs_naive.text()}")
+        if soft_rate < hard_rate:
+            failed.append(f"{setup}: soft < hard ({soft_rate - hard_rate:+.3f})")
+        if not (jerk.n_pairs > 0 and jerk.high < 0):
+            failed.append(f"{setup}: jerk soft - naive {jerk.diff:+.3g} [{jerk.low:+.3g}, {jerk.high:+.3g}] not < 0")
+    return {"verdict": "reproduced" if not failed else "not reproduced", "failed": failed, "evidence": evidence}
 
 
 # -- part 2: the tail matrix ----------------------------------------------------------------------
