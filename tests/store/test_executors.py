@@ -27,7 +27,7 @@ SPIKY = SPIKY_SETUP + """
     horizon: {kind: fixed_clock, s: 3}
 """
 ROLLOUT_COLUMNS = ("rollout, solved, episode_return, episode_length, jerk_max_d1, jerk_mean_d1, jerk_max_d2, "
-                   "jerk_mean_d2, stall_steps, wall_steps, n_inferences, nfe")
+                   "jerk_mean_d2, stall_steps, wall_steps, n_inferences, nfe, vjp")
 
 
 @pytest.fixture(scope="module")
