@@ -22,7 +22,7 @@ import pandas as pd
 
 from rtcbench.stats import paired_bootstrap
 from rtcbench.store.report import _plt
-from rtcbench.store.study import RULE_SETUPS, RunData, paired_solve, paper_ordering
+from rtcbench.store.study import RULE_SETUPS, RunData, interval_text, paired_solve, paper_ordering
 from rtcbench.store.style import SETUP_COLORS, save_figure, split_family
 
 ABLATION_SCENARIO = "ablation_modality"
@@ -197,9 +197,8 @@ def ablation_section(data: RunData, out_dir: Path) -> list[str]:
                 diffs.append("–" if n is None or c is None else paired_solve(n, c).text())
             decision = decide(data, level, fam)
             jerk = decision["evidence"].get("d4", {}).get("jerk")
-            jtxt = "–" if jerk is None else f"{jerk.diff:+.3g} [{jerk.low:+.3g}, {jerk.high:+.3g}]"
-            why = "" if decision["verdict"] == "reproduced" else " (" + "; ".join(decision["failed"]) + ")"
-            rows.append(f"| {fam} | " + " | ".join(diffs) + f" | {jtxt} | {decision['verdict']}{why} |")
+            jtxt = "–" if jerk is None else interval_text(jerk)
+            rows.append(f"| {fam} | " + " | ".join(diffs) + f" | {jtxt} | {decision['text']} |")
         lines += ["Soft RTC against naive (McNemar on paired rollouts) and the verdict of the rule:", "", *rows, ""]
         points = gap_points(data, level, fams)
         if not points.empty:

@@ -43,6 +43,7 @@ from rtcbench.store.style import PAPER_METHODS, method_styles, save_figure
 ALPHA = 0.05
 SWEEP_SETUPS = ("d0", "d1", "d2", "d3", "d4")
 SWEEP_METHODS = PAPER_METHODS  # naive, rtc_exp, rtc_hard, bid16, te, ttrtc
+RULE_SETUPS = ("d3", "d4")  # the setups `paper_ordering` judges
 TAIL_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16")
 # The reference of Q0 and Q1: the long tail, adaptive horizon, window-max forecast.
 TAIL_BASELINE_SETUP = "lt5.adaptive.wmax"
@@ -205,12 +206,17 @@ def paired_solve(base: pd.DataFrame, cand: pd.DataFrame) -> Paired:
     return Paired(float(b.mean()), float(c.mean()), float(c.mean() - b.mean()), res.p_value, res.n_pairs)
 
 
+def interval_text(boot) -> str:
+    """A paired bootstrap's mean difference and 95% interval, 3 significant digits: ``+d [+lo, +hi]``."""
+    return f"{boot.diff:+.3g} [{boot.low:+.3g}, {boot.high:+.3g}]"
+
+
 def paired_jerk(base: pd.DataFrame, cand: pd.DataFrame) -> str:
     boot = paired_bootstrap(base["jerk_max_d2"].to_numpy(float), cand["jerk_max_d2"].to_numpy(float), seed=0)
     if boot.n_pairs == 0:
         return "–"
     star = "*" if boot.significant else ""
-    return f"{boot.diff:+.3g} [{boot.low:+.3g}, {boot.high:+.3g}]{star}"
+    return interval_text(boot) + star
 
 
 def gap_change(a1: pd.DataFrame, b1: pd.DataFrame, a2: pd.DataFrame, b2: pd.DataFrame) -> str:
@@ -395,16 +401,11 @@ def _sweep_claims(data: RunData, level: str, methods: list[str]) -> list[str]:
     if {"naive", "rtc_exp", "rtc_hard"} <= set(methods):
         decision = paper_ordering(lambda method, setup: data.rollouts(level, setup, method))
         ev = ", ".join(f"{s}: soft - naive {e['soft_minus_naive'].text()}, soft - hard {e['soft_minus_hard']:+.3f}, "
-                       f"jerk soft - naive {e['jerk'].diff:+.3g} [{e['jerk'].low:+.3g}, {e['jerk'].high:+.3g}]"
-                       for s, e in decision["evidence"].items())
-        why = "" if decision["verdict"] == "reproduced" else " (" + "; ".join(decision["failed"]) + ")"
+                       f"jerk soft - naive {interval_text(e['jerk'])}" for s, e in decision["evidence"].items())
         rows.append("| the paper's ordering as a whole (issue #14, `paper_ordering`) | at d=3 and d=4: rtc_exp - naive > 0 "
                     "significantly, rtc_exp >= rtc_hard, and rtc_exp's jerk below naive's (paired bootstrap 95% "
-                    f"below 0) | {ev} | {decision['verdict']}{why} |")
+                    f"below 0) | {ev} | {decision['text']} |")
     return lines + rows + [""]
-
-
-RULE_SETUPS = ("d3", "d4")
 
 
 def paper_ordering(rollouts: Callable[[str, str], pd.DataFrame | None]) -> dict:
@@ -420,13 +421,16 @@ def paper_ordering(rollouts: Callable[[str, str], pd.DataFrame | None]) -> dict:
        d = 3 and at d = 4: the paired bootstrap 95% interval of mean(soft - naive) lies below zero.
 
     Returns {verdict: "reproduced" | "not reproduced" | "incomplete", failed: [why, ...], evidence: {setup:
-    {soft_minus_naive, soft_minus_hard, jerk}}}; "not reproduced" names every failing part.
+    {soft_minus_naive, soft_minus_hard, jerk}}, text: the verdict followed by its failing parts in brackets,
+    as the pages print it}.
     """
     failed, evidence = [], {}
     for setup in RULE_SETUPS:
         naive, soft, hard = rollouts("naive", setup), rollouts("rtc_exp", setup), rollouts("rtc_hard", setup)
         if naive is None or soft is None or hard is None:
-            return {"verdict": "incomplete", "failed": [f"{setup}: missing cells"], "evidence": evidence}
+            failed = [f"{setup}: missing cells"]
+            return {"verdict": "incomplete", "failed": failed, "evidence": evidence,
+                    "text": f"incomplete ({failed[0]})"}
         vs_naive = paired_solve(naive, soft)
         jerk = paired_bootstrap(naive["jerk_max_d2"].to_numpy(float), soft["jerk_max_d2"].to_numpy(float), seed=0)
         soft_rate, hard_rate = float(soft["solved"].mean()), float(hard["solved"].mean())
@@ -436,8 +440,11 @@ def paper_ordering(rollouts: Callable[[str, str], pd.DataFrame | None]) -> dict:
         if soft_rate < hard_rate:
             failed.append(f"{setup}: soft < hard ({soft_rate - hard_rate:+.3f})")
         if not (jerk.n_pairs > 0 and jerk.high < 0):
-            failed.append(f"{setup}: jerk soft - naive {jerk.diff:+.3g} [{jerk.low:+.3g}, {jerk.high:+.3g}] not < 0")
-    return {"verdict": "reproduced" if not failed else "not reproduced", "failed": failed, "evidence": evidence}
+            failed.append(f"{setup}: jerk soft - naive {interval_text(jerk)} not < 0")
+    if not failed:
+        return {"verdict": "reproduced", "failed": failed, "evidence": evidence, "text": "reproduced"}
+    return {"verdict": "not reproduced", "failed": failed, "evidence": evidence,
+            "text": "not reproduced (" + "; ".join(failed) + ")"}
 
 
 # -- part 2: the tail matrix ----------------------------------------------------------------------
