@@ -1,6 +1,6 @@
 """Choosing the JAX device: one place for `--device auto|cpu|gpu` (runs and the policy pipeline).
 
-`gpu` with no GPU visible is an error, never a silent CPU run (DESIGN.md §8). XLA's memory preallocation
+`gpu` with no GPU visible is an error, never a silent CPU run (docs/DESIGN.md §8). XLA's memory preallocation
 is off by default so that several processes can share one GPU.
 """
 

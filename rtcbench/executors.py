@@ -1,7 +1,7 @@
 """Where the cells of a run are computed: in this process (``local``) or on a Ray cluster (``ray``).
 
-The driver (`rtcbench.runner.run_scenario`) resolves the plan once: it validates the scenario, loads every
-level and checkpoint and builds every schedule. It then hands *shards* to an executor and writes each cell
+The driver (`rtcbench.runner.run_scenario`) resolves the plan once (`rtcbench.plan.build_plan`: it validates
+the scenario, loads every level and checkpoint and builds every schedule). It then hands *shards* to an executor and writes each cell
 itself when all of the cell's shards are back, in one transaction; workers never touch the DuckDB file,
 so the store keeps a single writer and ``--resume`` works unchanged::
 
@@ -38,10 +38,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rtcbench.errors import UserError
+
+if TYPE_CHECKING:
+    from rtcbench.engine.cell import CellOutput
+    from rtcbench.methods.config import MethodConfig
+    from rtcbench.plan import EngineParams, PreparedCell
 
 EXECUTORS = ("local", "ray")
 
@@ -77,7 +83,7 @@ def shard_bounds(n_rollouts: int, n_shards: int, devices: int = 1) -> list[tuple
 PHYSICS_WORK = 3.0
 
 
-def shard_work(method, rollouts: int, has_weak: bool = False) -> float:
+def shard_work(method: MethodConfig, rollouts: int, has_weak: bool = False) -> float:
     """Estimated cost of a shard: rollouts x (PHYSICS_WORK + network evaluations per Euler step, a VJP
     counted as two). Used only to order work (the Ray driver hands out the costliest compile group first,
     so that the longest group does not start last); it never changes what a shard computes."""
@@ -87,7 +93,7 @@ def shard_work(method, rollouts: int, has_weak: bool = False) -> float:
     return float(rollouts) * (PHYSICS_WORK + cost.nfe + 2 * cost.vjp)
 
 
-def plan_shards(prepared, n_shards: int, devices: int) -> list[Shard]:
+def plan_shards(prepared: list[PreparedCell], n_shards: int, devices: int) -> list[Shard]:
     """Every shard of every prepared cell, in the order the cells were given."""
     shards = []
     for index, prep in enumerate(prepared):
@@ -98,19 +104,19 @@ def plan_shards(prepared, n_shards: int, devices: int) -> list[Shard]:
     return shards
 
 
-def run_shard(scenario, prep, shard: Shard, devices: int):
+def run_shard(engine: EngineParams, prep: PreparedCell, shard: Shard, devices: int) -> CellOutput:
     """One shard through the engine: the cell's schedule rows [lo, hi) with the cell-wide rollout offset."""
     from rtcbench.engine import run_cell
 
     whole = shard.lo == 0 and shard.hi == prep.schedule.n_rollouts
     schedule = prep.schedule if whole else prep.schedule.rollouts(shard.lo, shard.hi)
-    return run_cell(prep.level, prep.policy, prep.cell.method, schedule, H=scenario.H, n=scenario.flow_steps,
-                    env_seed=scenario.seeds.env, policy_seed=scenario.seeds.policy, max_steps=scenario.max_steps,
-                    fallback=scenario.fallback, weak_policy=prep.weak_policy, first_rollout=shard.lo,
+    return run_cell(prep.level, prep.policy, prep.cell.method, schedule, H=engine.H, n=engine.flow_steps,
+                    env_seed=engine.env_seed, policy_seed=engine.policy_seed, max_steps=engine.max_steps,
+                    fallback=engine.fallback, weak_policy=prep.weak_policy, first_rollout=shard.lo,
                     devices=devices, time_inference=shard.time_inference)
 
 
-def assemble(outputs):
+def assemble(outputs: list[CellOutput]) -> CellOutput:
     """A cell's shard outputs (rollout order) -> one CellOutput: per-rollout arrays concatenated, times and
     counts summed; ``inference_ms`` is shard 0's (a batch of that shard's size); the rate is B*T over the
     summed run time."""
@@ -131,14 +137,14 @@ def assemble(outputs):
         cache_hit=all(o.cache_hit for o in outputs))
 
 
-def execute_local(scenario, prepared, shards: list[Shard], devices: int,
-                  on_start: Callable[[Shard], None] | None = None) -> Iterator[tuple[Shard, object]]:
+def execute_local(engine: EngineParams, prepared: list[PreparedCell], shards: list[Shard], devices: int,
+                  on_start: Callable[[Shard], None] | None = None) -> Iterator[tuple[Shard, CellOutput]]:
     """Run the shards in this process, in order (cells of one compile group share one compiled episode).
     on_start(shard) is called before each shard (the driver logs it where no live progress bar is shown)."""
     for shard in shards:
         if on_start is not None:
             on_start(shard)
-        yield shard, run_shard(scenario, prepared[shard.cell_index], shard, devices)
+        yield shard, run_shard(engine, prepared[shard.cell_index], shard, devices)
 
 
 # --------------------------------------------------------------------------------------------------- ray
@@ -192,7 +198,7 @@ class RayOptions:
     max_restarts: int = 2  # per actor; its in-flight shard is retried on the restarted actor
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray
     except ImportError:
@@ -201,7 +207,8 @@ def _import_ray():
 
 
 class _Worker:
-    """A Ray actor: loads the scenario once, keeps its compiled episodes, runs shards of any cell."""
+    """A Ray actor: rebuilds the driver's plan once from the same files and arguments (`plan_from_file`),
+    keeps its compiled episodes, runs shards of any cell."""
 
     def __init__(self, scenario_path: str, rollouts: int | None, device: str, compile_cache: str | None,
                  sets: list[str] | None = None):
@@ -209,20 +216,21 @@ class _Worker:
 
         from rtcbench.device import select_device
         from rtcbench.engine import compile_cache as cc
-        from rtcbench.scenario import Scenario
 
         select_device(device)
         cc.enable(None if compile_cache is None else Path(compile_cache))
-        scenario = Scenario.from_yaml(scenario_path, sets=sets)  # the driver's --set overrides, as given
-        self.scenario = scenario.with_overrides(rollouts=rollouts) if rollouts is not None else scenario
+        self._args = (scenario_path, sets, rollouts)  # the driver's --set overrides and --rollouts, as given
+        self._plan = None
         self._prepared: dict | None = None
         self._groups: set = set()  # compile groups this actor ran shards of
 
     def run(self, shard: Shard, config_hash: str, devices: int):
-        from rtcbench.runner import prepare
+        from rtcbench.plan import plan_from_file
 
         if self._prepared is None:
-            self._prepared = {p.key: p for p in prepare(self.scenario)}
+            path, sets, rollouts = self._args
+            self._plan = plan_from_file(path, sets=sets, rollouts=rollouts)
+            self._prepared = {p.key: p for p in self._plan.cells}
         prep = self._prepared.get(shard.key)
         if prep is None or prep.config_hash != config_hash:
             import socket
@@ -232,7 +240,7 @@ class _Worker:
                 f"{prep.config_hash[:12] if prep else 'none'}..., the driver {config_hash[:12]}...: this node's "
                 "scenario, trace, level or policy files differ from the driver's")
         self._groups.add(shard.group)
-        return run_shard(self.scenario, prep, shard, devices)
+        return run_shard(self._plan.engine, prep, shard, devices)
 
     def compile_stats(self) -> dict:
         """What this actor compiled: episode compilations in its process (rtcbench.engine.cell.COMPILE_COUNT)
@@ -256,11 +264,11 @@ class _Worker:
         return f"{socket.gethostname()}: {dev.platform} ({dev.device_kind}) x{len(jax.devices())}"
 
 
-def execute_ray(scenario, prepared, shards: list[Shard], devices: int, *, device: str, scenario_path: str,
-                rollouts: int | None, compile_cache, options: RayOptions,
-                log: Callable[[str], None] = print, sets: list[str] | None = None) -> Iterator[tuple[Shard, object]]:
+def execute_ray(prepared: list[PreparedCell], shards: list[Shard], devices: int, *, device: str, scenario_path: str,
+                rollouts: int | None, compile_cache, options: RayOptions, log: Callable[[str], None] = print,
+                sets: list[str] | None = None) -> Iterator[tuple[Shard, CellOutput]]:
     """Run the shards on Ray actors; yields (shard, CellOutput) as shards finish, in any order."""
-    ray = _import_ray()
+    ray = import_ray()
     from pathlib import Path
 
     started_here = not ray.is_initialized()

@@ -54,7 +54,7 @@ PROJECT_LEVEL_DIR = Path(__file__).parent / "level_files"
 PACKED_SUFFIX = ":packed"
 # One control step is frame_skip physics frames of 1/60 s: 33.3 ms, the natural dt_ms default.
 FRAME_SKIP = 2
-# Std of the Gaussian noise added to every executed action (DESIGN.md §2), in training, eval and the engine.
+# Std of the Gaussian noise added to every executed action (docs/DESIGN.md §2), in training, eval and the engine.
 ACTION_NOISE_STD = 0.1
 
 

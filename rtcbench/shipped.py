@@ -9,6 +9,10 @@ after ``pip install .``. Nothing is duplicated in the repository.
 
 Policies are not in the wheel: `shipped_policies` finds the checkout's ``policies/<level_slug>/bc.msgpack``
 and ``policies/multiexpert/<level_slug>/bc.msgpack`` (the paths the shipped scenarios name with ``{level}``).
+
+Shipped sidecars keep the modality measures as they were recorded: those measured before issue #23 call
+``stochasticity`` ``spread``. `modality_value` reads a measure under either name, so that the sidecars
+need not be rewritten (or the policies re-measured) to be read.
 """
 
 from __future__ import annotations
@@ -43,3 +47,17 @@ def shipped_policies(level: str, policy_dir: Path | None = None) -> list[Path]:
 
     root = POLICY_DIR if policy_dir is None else policy_dir
     return [p for family in POLICY_FAMILIES if (p := root / family / level_slug(level) / "bc.msgpack").is_file()]
+
+
+# a modality measure's current name -> the name older sidecars record it under, and back
+_MODALITY_ALIASES = {"stochasticity": "spread", "spread": "stochasticity"}
+
+
+def modality_value(meta: dict | None, key: str) -> dict | None:
+    """One modality measure (``{"value", "ci95"}``) of a sidecar, or of a policy summary recorded by a cell
+    (anything with a ``modality`` entry), under ``key`` or its former or new name; None when not measured."""
+    modality = (meta or {}).get("modality") or {}
+    found = modality.get(key)
+    if found is None and key in _MODALITY_ALIASES:
+        found = modality.get(_MODALITY_ALIASES[key])
+    return found or None

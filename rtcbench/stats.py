@@ -118,3 +118,30 @@ def paired_bootstrap(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return BootstrapResult(float(diffs.mean()), float(low), float(high), float(baseline[keep].mean()), n)
+
+
+def mcnemar_rollouts_needed(delta: float, discordance: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Paired rollouts a two-sided McNemar test needs to detect a solve-rate difference `delta` with the
+    given power, when a share `discordance` of the pairs disagree (one cell solves, the other not). The
+    normal approximation (Connor 1987): n = (z_{1-alpha/2} sqrt(psi) + z_power sqrt(psi - delta^2))^2 / delta^2.
+    The discordance is a property of the pair of methods on the same seeds: similar methods disagree
+    rarely and need fewer rollouts for the same delta."""
+    from scipy.stats import norm
+
+    if not 0 < delta <= discordance <= 1:
+        raise ValueError(f"need 0 < delta <= discordance <= 1, got delta={delta}, discordance={discordance}")
+    z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)
+    n = (z_a * math.sqrt(discordance) + z_b * math.sqrt(discordance - delta**2)) ** 2 / delta**2
+    return int(math.ceil(n))
+
+
+def mcnemar_detectable_delta(n: int, discordance: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest solve-rate difference `mcnemar_rollouts_needed` resolves with n paired rollouts."""
+    lo, hi = 1e-4, discordance
+    for _ in range(60):  # bisection: the rollouts needed fall as delta grows
+        mid = (lo + hi) / 2
+        if mcnemar_rollouts_needed(mid, discordance, alpha=alpha, power=power) > n:
+            lo = mid
+        else:
+            hi = mid
+    return hi

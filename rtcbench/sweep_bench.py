@@ -118,7 +118,7 @@ def timed_run(label: str, scenario: Path, work: Path, cache: Path, *, executor: 
 def bench_sweep(scenario: Path, *, rollouts: int | None = None, sets: list[str] | None = None, workers: int = 2,
                 cpus_per_worker: int = 1, ray_cache: str = "cold", keep: Path | None = None, log=print) -> dict:
     """Run the three timed runs (module docstring) and return the JSON-ready result."""
-    from rtcbench.executors import _import_ray
+    from rtcbench.executors import import_ray
 
     if ray_cache not in ("cold", "warm"):
         raise UserError(f"must be cold or warm, got {ray_cache!r}", field="--ray-cache")
@@ -130,7 +130,7 @@ def bench_sweep(scenario: Path, *, rollouts: int | None = None, sets: list[str] 
     from rtcbench.scenario import Scenario
 
     Scenario.from_yaml(scenario, sets=sets)  # bad input fails here, before any process starts
-    _import_ray()
+    import_ray()
     sets = list(sets or [])
     work = Path(tempfile.mkdtemp(prefix="rtcbench-bench-sweep-")) if keep is None else Path(keep)
     if keep is not None:

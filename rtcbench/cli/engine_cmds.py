@@ -200,14 +200,18 @@ def render_cmd(
     db: Annotated[str | None, typer.Option("--db", help="Results file (default $RTCBENCH_DB, else "
                                            "./rtcbench.duckdb).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu.")] = "auto",
+    scenario: Annotated[Path | None, typer.Option(
+        "--scenario", help="The run's scenario file, where it is not at the path the run recorded (a run made "
+        "in another folder); it must still give the cell's config hash.")] = None,
 ) -> None:
-    """Re-simulate one stored rollout exactly (checked against its stored outcome) and write a video of it,
-    with the step, the chunk in flight, when it lands and stalls drawn over each frame."""
+    """Re-simulate one stored rollout exactly, in the batch (shard) the run computed it in (checked against
+    its stored solve, length and return), and write a video of it, with the step, the chunk in flight, when
+    it lands and stalls drawn over each frame."""
     import json
 
     from rtcbench.device import select_device
+    from rtcbench.report import pick_run
     from rtcbench.store.db import read_only, resolve_db_path
-    from rtcbench.store.report import pick_run
 
     if fps < 1 or rollout < 0:
         raise UserError("--fps must be >= 1 and --rollout >= 0", field="--fps" if fps < 1 else "--rollout")
@@ -217,9 +221,9 @@ def render_cmd(
     if out is None:
         out = Path("render") / f"{run_id}_{cell.replace('/', '_').replace(':', '')}_{rollout}.gif"
     select_device(device)
-    from rtcbench.engine.render import render_stored_rollout
+    from rtcbench.videos import render_stored_rollout
 
-    info = render_stored_rollout(db_path, run_id, cell, rollout, out, fps=fps)
+    info = render_stored_rollout(db_path, run_id, cell, rollout, out, fps=fps, scenario_path=scenario)
     print(json.dumps(info))
 
 

@@ -1,4 +1,5 @@
-"""CLI commands of the policy area: ``rtcbench policy train-expert | collect | train-bc | train-ttrtc | eval``.
+"""CLI commands of the policy area: ``rtcbench policy train-expert | collect | train-bc | train-ttrtc | eval |
+verify`` and the measuring commands (modality, consistency, curves, baseline).
 
 JAX and kinetix are imported inside the commands so ``rtcbench --help`` stays fast.
 """
@@ -15,7 +16,8 @@ import typer
 from rtcbench.errors import UserError
 from rtcbench.levels import level_slug, load_level_or_user_error
 
-policy_app = typer.Typer(help="Train and evaluate flow policies: expert -> data -> BC -> TTRTC.", no_args_is_help=True)
+policy_app = typer.Typer(help="Train and evaluate flow policies: expert -> data -> BC -> TTRTC.", no_args_is_help=True,
+                         rich_markup_mode=None)
 
 DeviceOpt = typer.Option("cpu", "--device", help="cpu or gpu; gpu fails if no GPU is present (no silent fallback).")
 
@@ -70,7 +72,7 @@ def train_expert_cmd(
                                       "(compile included), keep the checkpoint, and evaluate what was trained."),
     device: str = DeviceOpt,
 ) -> None:
-    """Train PPO/RPO experts (DESIGN.md §6) and measure each one's first-episode solve rate."""
+    """Train PPO/RPO experts (docs/DESIGN.md §6) and measure each one's first-episode solve rate."""
     setup_device(device)
     from rtcbench.policy.collect import MIN_EXPERT_SOLVE_RATE
     from rtcbench.policy.expert import ExpertConfig, train_population
@@ -259,11 +261,11 @@ MODALITY_M = 16  # chunks sampled at each observation
 
 
 def _measure_and_print_modality(model, level, n_obs: int, flow_steps: int, seed: int) -> dict:
-    from rtcbench.policy.modality import measure_modality
+    from rtcbench.policy.modality import SUMMARY_KEYS, measure_modality
 
     out = measure_modality(level, model, n_obs=n_obs, m=MODALITY_M, n=flow_steps, seed=seed)
     print("modality: " + ", ".join(f"{k} {out[k]['value']:.3f} [{out[k]['ci95'][0]:.3f}, {out[k]['ci95'][1]:.3f}]"
-                                   for k in ("spread", "sign_disagreement", "boundary_disagreement")),
+                                   for k in SUMMARY_KEYS),
           file=sys.stderr)
     return out
 
@@ -431,9 +433,11 @@ def modality_cmd(
                                 "(`modality`); the weights and their sha256 are untouched."),
     device: str = DeviceOpt,
 ) -> None:
-    """A policy's modality (rtcbench/policy/modality.py): spread of same-observation chunks against chunks at
-    different observations, first-action sign disagreement, and the aligned chunk-boundary disagreement under
-    naive chunking, each with a bootstrap 95% interval over observations. One JSON line."""
+    """A policy's modality (rtcbench/policy/modality.py): stochasticity (same-observation chunk distance against
+    different-observation), first-action sign disagreement, the aligned chunk-boundary disagreement under naive
+    chunking, and modes: the share of observations whose first actions two Gaussians fit better than one
+    (BIC gain > 10) and the median BIC gain, each with a bootstrap 95% interval over observations. One JSON
+    line; --record writes these keys (older sidecars record stochasticity as `spread`)."""
     setup_device(device)
     from rtcbench.policy.checkpoint import checkpoint_paths, load_policy_on_level
     from rtcbench.policy.modality import measure_modality
@@ -473,6 +477,27 @@ def baseline_cmd(
         raise UserError("n must be positive", field="--n")
     for kind in ("zero", "random"):
         print(json.dumps({"level": lvl.name} | evaluate_baseline(lvl, kind, n, seed)))
+
+
+@policy_app.command("verify")
+def verify_cmd(
+    paths: list[Path] = typer.Argument(None, help="Checkpoint sidecars or folders (default: policies/)."),
+    n: int = typer.Option(64, help="Fresh d = 0 rollouts per checkpoint."),
+    delay_n: int = typer.Option(128, help="Fresh d = 4 rollouts per delay-sensitive BC checkpoint."),
+    seed: int = typer.Option(777, help="Seed of the fresh rollouts (not one any record used)."),
+    static_only: bool = typer.Option(False, "--static-only", help="Only load and check each checkpoint; no rollouts."),
+    device: str = DeviceOpt,
+) -> None:
+    """Re-measure shipped checkpoints against their sidecars (load, hashes and dims; d = 0 solve rate by Fisher's
+    exact test; delay sensitivity). Exit 1 when any check fails. Run when policies, levels or packages change."""
+    setup_device(device)
+    from rtcbench.policy.verify import verify
+
+    checks = verify(paths or [Path("policies")], n=n, delay_n=delay_n, seed=seed, static_only=static_only)
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -31,7 +31,7 @@ def validate_cmd(
 
     Loads each level and checkpoint as a run would (sha256 against the sidecar, dims against the level,
     H against the scenario), so a scenario that validates does not fail on its inputs after a run starts."""
-    from rtcbench.runner import load_inputs
+    from rtcbench.plan import load_inputs
     from rtcbench.scenario import Scenario
 
     sc = Scenario.from_yaml(scenario)
@@ -126,7 +126,8 @@ def _pct(x: float) -> str:
 
 # ---------------------------------------------------------------------------------------------- traces
 
-trace_app = typer.Typer(help="Import and inspect delay traces (bench/traces/*.json).", no_args_is_help=True)
+trace_app = typer.Typer(help="Import and inspect delay traces (bench/traces/*.json).", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 
 @trace_app.command("import")

@@ -88,20 +88,31 @@ def query_cmd(
         "pasted into the SQL; DuckDB casts it where the SQL compares it with a number (or write $NAME::INTEGER).")]
     = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Write the rows to FILE.parquet or FILE.csv (by suffix) instead of printing them.")] = None,
+        "--out", help="Write the rows to FILE.parquet or FILE.csv (by suffix) instead of printing them; an "
+        "existing file is refused unless --force.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json (printed output)")] = "table",
+    force: Annotated[bool, typer.Option("--force", help="Let --out replace an existing file.")] = False,
+    max_rows: Annotated[int, typer.Option(
+        "--max-rows", help="Refuse a result of more rows than this (it is held in memory to print or write).")]
+    = 100_000,
+    timeout_s: Annotated[float, typer.Option(
+        "--timeout-s", help="Interrupt the query after this many seconds (0: no limit).")] = 60.0,
 ) -> None:
     """Run SQL on a read-only connection (file-system access disabled: nothing can be written).
 
-    --out is written by rtcbench itself from the rows the query returned, not by SQL (COPY stays refused)."""
+    --out is written by rtcbench itself from the rows the query returned, not by SQL (COPY stays refused).
+    NULL prints as NULL in the table, as an empty field in CSV and as null in JSON; lists print as JSON
+    arrays ([1, 2, 3]) in the table and CSV."""
     import re
-
-    import duckdb
 
     from rtcbench.store.db import read_only, resolve_db_path
 
     if fmt not in ("table", "csv", "json"):
         raise UserError(f"must be table, csv or json, got {fmt!r}", field="--format")
+    if max_rows < 1:
+        raise UserError(f"must be >= 1, got {max_rows}", field="--max-rows")
+    if not timeout_s >= 0 or math.isinf(timeout_s):
+        raise UserError(f"must be a number of seconds >= 0 (0: no limit), got {timeout_s}", field="--timeout-s")
     if (sql is None) == (file is None):
         raise UserError("give the SQL either as the argument or with -f/--file FILE.sql (one of them)", field="SQL")
     if file is not None:
@@ -135,12 +146,11 @@ def query_cmd(
     path = resolve_db_path(db)
     if out is not None and out.exists() and path.exists() and out.resolve() == path.resolve():
         raise UserError("is the results file itself", path=str(out), field="--out")
+    if out is not None and out.exists() and not force:
+        raise UserError("already exists; give --force to replace it", path=str(out), field="--out")
     with read_only(path, sandbox=True) as conn:
-        try:
-            frame = (conn.execute(sql, params) if params else conn.execute(sql)).df()
-        except duckdb.Error as exc:
-            raise UserError(f"query failed: {str(exc).strip()}", path=str(path),
-                            field="--file" if file is not None else "SQL") from None
+        frame = _fetch_bounded(conn, sql, params, max_rows=max_rows, timeout_s=timeout_s, db_path=str(path),
+                               field="--file" if file is not None else "SQL")
     if out is not None:
         # Written here, outside DuckDB's sandbox, to a temporary name first: a failed write leaves no half file.
         import os
@@ -152,7 +162,7 @@ def query_cmd(
             if out_kind == "parquet":  # column types as DuckDB gave them (nullable integers stay integers)
                 frame.to_parquet(tmp, index=False, engine="pyarrow")
             else:
-                frame.to_csv(tmp, index=False)
+                _csv_frame(frame).to_csv(tmp, index=False)
             os.replace(tmp, out)
         except (OSError, pa.ArrowException) as exc:
             raise UserError(f"cannot write the file: {exc}", path=str(out), field="--out") from None
@@ -162,7 +172,7 @@ def query_cmd(
         print(f"{len(frame)} rows x {len(frame.columns)} columns written to {out}")
         return
     if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        _csv_frame(frame).to_csv(sys.stdout, index=False)
     elif fmt == "json":
         print(json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=1))
     else:
@@ -182,10 +192,109 @@ def query_cmd(
         print(f"({len(frame)} rows)")
 
 
+def _fetch_bounded(conn, sql: str, params: dict, *, max_rows: int, timeout_s: float, db_path: str, field: str):
+    """A user query's rows as a DataFrame, with a row limit and a time limit.
+
+    The rows are fetched in chunks, so a result past `max_rows` is refused after reading at most one chunk
+    more than that, not after building all of it; a timer thread interrupts the connection after
+    `timeout_s` seconds (0: never). Either is a UserError naming its flag."""
+    import threading
+
+    import duckdb
+    import pandas as pd
+
+    timed_out = threading.Event()
+
+    def interrupt() -> None:
+        timed_out.set()
+        conn.interrupt()
+
+    timer = threading.Timer(timeout_s, interrupt) if timeout_s > 0 else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    chunks = []
+    rows = 0
+    try:
+        result = conn.execute(sql, params) if params else conn.execute(sql)
+        vectors = max(1, min(64, -(-(max_rows + 1) // 2048)))  # DuckDB hands out rows 2048 (a vector) at a time
+        while True:
+            chunk = result.fetch_df_chunk(vectors)
+            if len(chunk) == 0:
+                chunks = chunks or [chunk]  # no rows: keep the column names
+                break
+            chunks.append(chunk)
+            rows += len(chunk)
+            if rows > max_rows:
+                raise UserError(
+                    f"the query returns more than {max_rows:,} rows (--max-rows); add a LIMIT or aggregate, or "
+                    "write the rows with --out FILE.parquet and a larger --max-rows", path=db_path, field="--max-rows")
+    except duckdb.Error as exc:
+        if timed_out.is_set():
+            raise UserError(
+                f"the query ran past the time limit of {timeout_s:g} s (--timeout-s) and was interrupted; narrow it "
+                "(e.g. WHERE run_id = ...) or give a larger --timeout-s", path=db_path, field="--timeout-s") from None
+        raise UserError(f"query failed: {str(exc).strip()}", path=db_path, field=field) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def _is_null(value) -> bool:
+    """NULL as pandas holds it: None, NaN, NaT or pd.NA (a list or a dict is never NULL)."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _plain(value):
+    """A list, struct or map value of a query row as plain Python for JSON (NULL inside it: None)."""
+    import numpy as np
+
+    if isinstance(value, np.ma.MaskedArray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) and value.dtype != object
+                                    else value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if _is_null(value) else value
+
+
+def _is_nested(value) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.ndarray | list | tuple | dict)
+
+
+def _json_text(value) -> str:
+    """A list as a JSON array ([1, 2, 3], not numpy's [1 2 3]), a struct or map as a JSON object."""
+    return json.dumps(_plain(value), default=str)
+
+
+def _csv_frame(frame):
+    """The frame with list, struct and map values as JSON text, for CSV (NULL stays an empty field)."""
+    nested = [col for col in frame.columns if frame[col].dtype == object and any(_is_nested(v) for v in frame[col])]
+    if not nested:
+        return frame
+    frame = frame.copy()
+    for col in nested:
+        frame[col] = [_json_text(v) if _is_nested(v) else v for v in frame[col]]
+    return frame
+
+
 def _cell_text(value) -> str:
+    """One value of the printed table: NULL (None, NaN, NaT or pd.NA) as NULL, lists as JSON arrays."""
+    if _is_nested(value):
+        return _json_text(value)
+    if _is_null(value):
+        return "NULL"
     if isinstance(value, float):
-        return "NULL" if math.isnan(value) else f"{value:.6g}"
-    return "NULL" if value is None else str(value)
+        return f"{value:.6g}"
+    return str(value)
 
 
 def report_cmd(
@@ -202,8 +311,8 @@ def report_cmd(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | gpu (the videos' re-simulation).")] = "auto",
 ) -> None:
     """Write a Markdown report with figures (PNG and SVG) for one run, from the SQL files in reports/."""
+    from rtcbench.report import pick_run, write_report
     from rtcbench.store.db import read_only, resolve_db_path
-    from rtcbench.store.report import pick_run, write_report
 
     path = resolve_db_path(db)
     if out.exists() and not out.is_dir():
@@ -214,17 +323,17 @@ def report_cmd(
         raise UserError("--video-cells needs --videos K", field="--video-cells")
     with read_only(path, require_current=True) as conn:
         run_id = pick_run(conn, run, str(path))
-    if videos:  # rendered first, into a scratch folder: a rollout that cannot be re-simulated writes nothing
+    if videos:  # rendered first, into a scratch folder; a rollout that cannot be re-simulated is listed with why
         import shutil
         import tempfile
 
-        from rtcbench.engine.render import pick_report_rollouts
+        from rtcbench.videos import pick_report_rollouts
 
         picked = pick_report_rollouts(path, run_id, videos, video_cells)  # bad patterns fail before any work
         from rtcbench.device import select_device
 
         select_device(device)
-        from rtcbench.engine.render import report_videos
+        from rtcbench.videos import report_videos
 
         out.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".videos-", dir=out.parent))
@@ -258,10 +367,10 @@ def compare_cmd(
         "--baseline-db", help="DuckDB file of the baseline run (default: the candidate's file, --db).")] = None,
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="METRIC:VALUE, repeatable; VALUE a fraction or a percentage. solve_rate is absolute, in "
-        "percentage points: solve_rate:5% = solve_rate:0.05 (the default). jerk_max_d1 and jerk_max_d2 are relative "
-        "to the baseline mean: jerk_max_d2:10% = jerk_max_d2:0.10 (the default). A sign may point the way the "
-        "metric regresses (solve_rate:-5%, jerk_max_d2:+10%); either way the threshold applies in both "
-        "directions.")] = None,
+        "percentage points: solve_rate:5% = solve_rate:0.05 (the default). The smoothness metrics jerk_mean_d2, "
+        "jerk_max_d1 and jerk_max_d2 (used action dims) are relative to the baseline mean: jerk_mean_d2:10% = "
+        "jerk_mean_d2:0.10 (the default). A sign may point the way the metric regresses (solve_rate:-5%, "
+        "jerk_mean_d2:+10%); either way the threshold applies in both directions.")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired tests.")] = 0.05,
     changed_only: Annotated[bool, typer.Option(
         "--changed-only", "--only-changed", help="Show only cells that are better, worse, not comparable or "
@@ -342,21 +451,21 @@ def _print_comparison(result, shown, thresholds: dict[str, float]) -> None:
         f"{name} {100 * value:g} pp (absolute)" if METRICS[name][0] == "rate" else
         f"{name} {100 * value:g}% of the baseline mean (relative)" for name, value in thresholds.items())))
     table = Table(title=f"compare: baseline {result.baseline} -> candidate {result.candidate}")
-    for col in ("level", "method", "setup", "outcome", "solve rate", "jerk_max_d2", "jerk ratio",
+    for col in ("level", "method", "setup", "outcome", "solve rate", "jerk/step", "jerk ratio",
                 "evidence / reason"):
         table.add_column(col, overflow="fold")
     styles = {"worse": "bold red", "better": "green", "invalid": "bold yellow", "not comparable": "yellow"}
     for cell in shown:
         by_name = {m.metric: m for m in cell.metrics}
         solve = by_name.get("solve_rate")
-        jerk = by_name.get("jerk_max_d2")
+        jerk = by_name.get("jerk_mean_d2")
         evidence = "; ".join(f"{m.metric}: {m.verdict} ({m.evidence})" for m in cell.metrics if m.verdict != "not significant")
         table.add_row(
             Text(cell.level), Text(cell.method), Text(cell.setup), Text(cell.outcome, style=styles.get(cell.outcome, "")),
             Text(f"{solve.baseline:.3f} -> {solve.candidate:.3f} ({100 * solve.effect:+.1f} pp)" if solve else ""),
             Text(f"{jerk.baseline:.3g} -> {jerk.candidate:.3g}" if jerk else ""),
             Text(f"{jerk.ratio:.3f}" if jerk and jerk.ratio is not None else ""),
-            Text(cell.reason or evidence),
+            Text("; ".join(filter(None, [cell.reason, evidence]))),
         )
     console.print(table)
     hidden = len(result.cells) - len(shown)
@@ -398,11 +507,14 @@ def study_cmd(
     extra: Annotated[list[str] | None, typer.Option(
         "--extra", help="Run id of a follow-up run (any scenario with a naive method) shown in part 4, each method "
         "against naive with paired tests; repeatable.")] = None,
+    allow_dirty: Annotated[bool, typer.Option(
+        "--allow-dirty", help="Use runs made from a checkout with uncommitted changes (refused by default: their "
+        "code is not any commit's); the page marks each such run.")] = False,
 ) -> None:
     """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the paper's
     constant-delay ordering with paired tests, the tail matrix, and cost."""
     from rtcbench.store.db import read_only, resolve_db_path
-    from rtcbench.store.study import check_sweep, check_tail, find_runs, load_runs, read_bench_lines, write_study
+    from rtcbench.study import check_sweep, check_tail, find_runs, load_runs, read_bench_lines, write_study
 
     path = resolve_db_path(db)
     if out.exists() and not out.is_dir():
@@ -410,18 +522,20 @@ def study_cmd(
     bench_lines = read_bench_lines(list(bench or []))
     with read_only(path, require_current=True) as conn:
         sweep_data = None if skip_sweep else load_runs(
-            conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep"))
+            conn, find_runs(conn, "fixed_sweep", list(sweep or []), str(path), "--sweep", allow_dirty=allow_dirty))
         tail_data = None if skip_tail else load_runs(
-            conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail"))
+            conn, find_runs(conn, "tail_matrix", list(tail or []), str(path), "--tail", allow_dirty=allow_dirty))
         for data, check in ((sweep_data, check_sweep), (tail_data, check_tail)):
             if data is not None:
                 check(data)  # before anything is written
-        extras = [load_runs(conn, find_runs(conn, "", [run_id], str(path), "--extra")) for run_id in extra or []]
+        extras = [load_runs(conn, find_runs(conn, "", [run_id], str(path), "--extra", allow_dirty=allow_dirty))
+                  for run_id in extra or []]
         ablation_data = None
         if ablation:
-            from rtcbench.store.ablation import families
+            from rtcbench.study import families
 
-            ablation_data = load_runs(conn, find_runs(conn, "", list(ablation), str(path), "--ablation"))
+            ablation_data = load_runs(conn, find_runs(conn, "", list(ablation), str(path), "--ablation",
+                                                      allow_dirty=allow_dirty))
             if not families(ablation_data):
                 raise UserError("no method of this run is labelled FAMILY.METHOD, so it holds no policy family to "
                                 "compare", path=str(path), field="--ablation")
@@ -432,7 +546,8 @@ def study_cmd(
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
                             *[f"--ablation {r}" for r in ablation or []],
                             *[f"--extra {r}" for r in extra or []],
-                            *[f"--bench {p}" for p in bench or []], f"--out {out}"])
+                            *[f"--bench {p}" for p in bench or []], *(["--allow-dirty"] if allow_dirty else []),
+                            f"--out {out}"])
         page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command,
                            extras=extras, ablation=ablation_data)
     print(f"study written to {page}")

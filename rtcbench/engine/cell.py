@@ -24,6 +24,7 @@ from rtcbench.methods.dispatch import make_method
 
 PER_ROLLOUT_FIELDS = (
     "solved", "return", "length", "jerk_max_d1", "jerk_mean_d1", "jerk_max_d2", "jerk_mean_d2",
+    "jerk_all_max_d1", "jerk_all_mean_d1", "jerk_all_max_d2", "jerk_all_mean_d2",
     "stall_steps", "wall_steps", "n_inferences", "nfe", "vjp",
 )
 SCHEDULE_FIELDS = ("start", "start_d", "start_dhat", "start_s", "start_shift", "arrive", "stall", "pause")
@@ -53,7 +54,7 @@ class CellOutput:
     extra: dict[str, Any] = field(default_factory=dict)  # stall_steps_all [B]; actions [B, T, A] if recorded
 
 
-def _policy_parts(policy):
+def policy_parts(policy):
     """LoadedPolicy (graphdef, state) or a FlowPolicy module -> (graphdef, state, kind or None)."""
     if policy is None:
         return None, None, None
@@ -76,6 +77,45 @@ def _compiled_episode(static: EngineStatic, args):
     return compiled, compile_s, False
 
 
+def _check_policy(level, policy, kind, method, H: int, weak_graphdef) -> None:
+    """The policy fits the level and H, and the method gets the checkpoint kind it needs."""
+    cfg = getattr(policy, "config", None) or getattr(policy, "cfg", None)
+    if cfg is not None and (cfg.obs_dim, cfg.action_dim, cfg.H) != (level.obs_dim, level.action_dim, H):
+        raise UserError(
+            f"policy dims (obs {cfg.obs_dim}, action {cfg.action_dim}, H {cfg.H}) do not match level "
+            f"{level.name!r} (obs {level.obs_dim}, action {level.action_dim}) with H={H}", field="policy")
+    if method.kind == "ttrtc" and kind == "bc":
+        raise UserError("method ttrtc needs a policy trained with per-token flow time (checkpoint kind 'ttrtc'), "
+                        "got a 'bc' checkpoint", field="method.policy")
+    if method.kind == "bid" and method.weak_policy and weak_graphdef is None:
+        raise UserError("bid with weak_policy needs the weak policy passed to the engine", field="method.weak_policy")
+
+
+def _schedule_arrays(schedule, impl, method, H: int, max_steps: int) -> dict[str, np.ndarray]:
+    """The schedule's [B, T] arrays the episode consumes, checked against the engine's settings."""
+    sched = {k: np.asarray(getattr(schedule, k)) for k in SCHEDULE_FIELDS}
+    T = sched["start"].shape[1]
+    if T != max_steps:
+        raise ValueError(f"schedule has {T} steps but max_steps={max_steps}")
+    if getattr(schedule, "H", H) != H:
+        raise ValueError(f"schedule was built for H={schedule.H}, engine H={H}")
+    if not sched["start"][:, 0].all():
+        raise ValueError("schedule must start the synchronous first inference at step 0 in every rollout")
+    if impl.world_pauses != bool(getattr(schedule, "world_pauses", False)):
+        raise ValueError(f"method {method.kind!r} needs a schedule built with world_pauses={impl.world_pauses}")
+    return sched
+
+
+def _inference_ms(level, method, graphdef, state, static: EngineStatic, weak_state, repeats: int):
+    """Median, 10th and 90th percentile ms of the bare batched policy call, timed after warm-up."""
+    obs_row, _ = level.reset(jax.random.PRNGKey(0))
+    times = inference_times(method, graphdef, state, obs_row, B=static.B, H=static.H, n=static.n,
+                            action_dim=level.action_dim, repeats=repeats, weak_graphdef=static.weak_graphdef,
+                            weak_state=weak_state)
+    p10, p90 = (float(v) for v in 1000.0 * np.percentile(times, [10, 90]))
+    return median_ms(times), p10, p90
+
+
 def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, policy_seed: int, max_steps: int,
              fallback: str = "hold", weak_policy=None, time_inference: bool = True, inference_repeats: int = 10,
              record_actions: bool = False, first_rollout: int = 0, devices: int = 1) -> CellOutput:
@@ -86,35 +126,19 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
     [lo, hi), `Schedule.rollouts`) passes lo, so its rollouts get the same env and policy keys as in the
     whole cell; it is a traced input (shards of any offset share one compiled episode).
     devices: shard the B rollouts over this many local devices (B must divide; never a silent fallback)."""
-    from rtcbench.levels import load_level
+    from rtcbench.engine.smoothness import used_mask
+    from rtcbench.levels import load_level, used_action_dims
 
     if isinstance(level, str):
         level = load_level(level)
     if fallback not in FALLBACKS:
         raise UserError(f"fallback must be one of {list(FALLBACKS)}, got {fallback!r}", field="fallback")
-    graphdef, state, kind = _policy_parts(policy)
-    weak_graphdef, weak_state, _ = _policy_parts(weak_policy)
-    cfg = getattr(policy, "config", None) or getattr(policy, "cfg", None)
-    if cfg is not None and (cfg.obs_dim, cfg.action_dim, cfg.H) != (level.obs_dim, level.action_dim, H):
-        raise UserError(
-            f"policy dims (obs {cfg.obs_dim}, action {cfg.action_dim}, H {cfg.H}) do not match level "
-            f"{level.name!r} (obs {level.obs_dim}, action {level.action_dim}) with H={H}", field="policy")
-    if method.kind == "ttrtc" and kind == "bc":
-        raise UserError("method ttrtc needs a policy trained with per-token flow time (checkpoint kind 'ttrtc'), "
-                        "got a 'bc' checkpoint", field="method.policy")
+    graphdef, state, kind = policy_parts(policy)
+    weak_graphdef, weak_state, _ = policy_parts(weak_policy)
+    _check_policy(level, policy, kind, method, H, weak_graphdef)
     impl = make_method(method, n=n, has_weak=weak_graphdef is not None)
-    if method.kind == "bid" and method.weak_policy and weak_graphdef is None:
-        raise UserError("bid with weak_policy needs the weak policy passed to the engine", field="method.weak_policy")
-    sched = {k: np.asarray(getattr(schedule, k)) for k in SCHEDULE_FIELDS}
+    sched = _schedule_arrays(schedule, impl, method, H, max_steps)
     B, T = sched["start"].shape
-    if T != max_steps:
-        raise ValueError(f"schedule has {T} steps but max_steps={max_steps}")
-    if getattr(schedule, "H", H) != H:
-        raise ValueError(f"schedule was built for H={schedule.H}, engine H={H}")
-    if not sched["start"][:, 0].all():
-        raise ValueError("schedule must start the synchronous first inference at step 0 in every rollout")
-    if impl.world_pauses != bool(getattr(schedule, "world_pauses", False)):
-        raise ValueError(f"method {method.kind!r} needs a schedule built with world_pauses={impl.world_pauses}")
 
     local = jax.devices()
     n_dev = int(devices)
@@ -139,7 +163,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
         sched_j = {k: jax.device_put(v, sharding) for k, v in sched_j.items()}
     args = (level.env_params, state, weak_state if impl.uses_weak else None, sched_j,
             jnp.asarray(env_seed, jnp.uint32), jnp.asarray(policy_seed, jnp.uint32), jnp.asarray(fallback == "zero"),
-            jnp.asarray(bool(getattr(schedule, "reference_start", False))), jnp.asarray(first_rollout, jnp.uint32))
+            jnp.asarray(bool(getattr(schedule, "reference_start", False))), jnp.asarray(first_rollout, jnp.uint32),
+            used_mask(level.action_dim, used_action_dims(level)))
     compiled, compile_s, hit = _compiled_episode(static, args)
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
@@ -152,12 +177,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
 
     inf_ms = inf_p10 = inf_p90 = float("nan")
     if time_inference:
-        obs_row, _ = level.reset(jax.random.PRNGKey(0))
-        times = inference_times(method, graphdef, state, obs_row, B=B, H=H, n=n, action_dim=level.action_dim,
-                                repeats=inference_repeats, weak_graphdef=static.weak_graphdef,
-                                weak_state=weak_state if impl.uses_weak else None)
-        inf_ms = median_ms(times)
-        inf_p10, inf_p90 = (float(v) for v in 1000.0 * np.percentile(times, [10, 90]))
+        inf_ms, inf_p10, inf_p90 = _inference_ms(level, method, graphdef, state, static, weak_state if impl.uses_weak
+                                                 else None, repeats=inference_repeats)
     per = {k: out[k] for k in PER_ROLLOUT_FIELDS}
     steps_first = float(per["length"].sum())
     extra = {"stall_steps_all": out["stall_steps_all"]}

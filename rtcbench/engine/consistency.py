@@ -1,7 +1,7 @@
 """How closely a method's new chunk honours the frozen prefix: the inpainting error of one inference.
 
 At an inference with s actions consumed and forecast dhat, the prefix is ``A[s:]`` (padded) and the
-first dhat of its actions are executed while the new chunk is computed (DESIGN.md §1). The new chunk is
+first dhat of its actions are executed while the new chunk is computed (docs/DESIGN.md §1). The new chunk is
 sampled from the observation *at that inference*, s steps after A was sampled, so its position i and
 the prefix's position i (= A[s + i]) plan the same control step. A method that is consistent across
 chunks returns a chunk whose first dhat actions equal the prefix's:

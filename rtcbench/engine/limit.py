@@ -1,4 +1,4 @@
-"""Engine throughput against the limit of the same machine, measured in the same run (DESIGN.md §7).
+"""Engine throughput against the limit of the same machine, measured in the same run (docs/DESIGN.md §7).
 
     engine   run_cell's compiled episode: B rollouts x T steps of one level, one method, one schedule
     limit    a physics-only scan of the same B x T env steps (the engine's keys, noise actions)
@@ -6,7 +6,7 @@
              timed back to back                                     -> limit_steps_per_s, ratio
     cadence  ONE compiled scan that steps the same physics and calls the method's bare chunk function
              on the real observation at exactly the steps where the engine called it (under the
-             same lax.cond as DESIGN.md §7 prescribes), first chunk before the scan; no action buffer,
+             same lax.cond as docs/DESIGN.md §7 prescribes), first chunk before the scan; no action buffer,
              no swap, no metrics                                    -> cadence_limit_steps_per_s,
                                                                        cadence_ratio (the gate)
 
@@ -141,7 +141,7 @@ class LimitReport:
 
 def engine_vs_limit(level, policy, method, schedule, *, H: int, n: int, repeats: int = 5) -> LimitReport:
     """Time ``run_cell`` against physics-only + bare policy calls on this machine (see module docstring)."""
-    from rtcbench.engine.cell import _policy_parts, run_cell
+    from rtcbench.engine.cell import policy_parts, run_cell
     from rtcbench.engine.timing import inference_times
 
     B, T = np.asarray(schedule.start).shape
@@ -152,7 +152,7 @@ def engine_vs_limit(level, policy, method, schedule, *, H: int, n: int, repeats:
 
     first = engine(time_inference=True)  # compiles; also measures the bare policy call (inference_ms)
     phys_compile_s, physics = physics_only(level, B, T)
-    graphdef, state, _ = _policy_parts(policy)
+    graphdef, state, _ = policy_parts(policy)
     obs_row, _ = level.reset(jax.random.PRNGKey(0))
     n_calls = first.policy_calls + 1  # + the synchronous first chunk
 

@@ -1,36 +1,28 @@
-"""`rtcbench render`: watch one rollout of a stored cell, re-simulated exactly, with Kinetix's pixel renderer.
+"""Drawing one rollout with Kinetix's pixel renderer: replay the env states from the executed actions and
+the engine's own keys, caption each frame from the schedule, write a GIF or MP4.
 
-The engine is a pure function of (scenario, seeds, rollout index), so a rollout can be computed again
-anywhere without storing states:
-
-    run row (scenario path, --rollouts) + cell row (level, method, setup, config hash)
-      -> scenario rebuilt; the cell's config hash must equal the stored one (else the files changed: refused)
-      -> the setup's schedule, row i only (`Schedule.rollouts(i, i + 1)`), through `run_cell` with
-         ``first_rollout = i`` and the executed actions recorded       # actions [1, T, A]
-      -> its solved / return / length must equal the stored rollout row (else refused: not the same rollout)
-      -> the env replayed with those actions and the engine's own keys (reset key, per-step key and action
-         noise of rollout i), states kept; the replay's return and first-episode length are checked again
-      -> one frame per step of the first episode, with the timeline drawn over it:
+No database here: `rtcbench.videos` finds a stored rollout, re-simulates it through the engine and calls
+these functions. The replay uses rollout i's reset key, per-step keys and action noise
+(`rtcbench.engine.rollout`), so its states are the engine's. Each frame's caption:
 
             step 37/111 | chunk k=9 started at 35 (d=2, s=3), lands at 37 | LANDS
             step 40/111 | chunk k=10 started at 38 (d=6, s=3), lands at 44 | STALL: fallback action
             step 111/111 | ... | SOLVED  (or: episode ends: failed)
 
-The frame's caption comes from the schedule (DESIGN.md §1): the step, the inference started at or before
-it and when it lands, the swap step and stall steps. GIF (pillow) or MP4 (imageio's ffmpeg) by suffix.
+The caption follows the timeline contract (docs/contracts.md, "Schedule"): the step, the inference
+started at or before it and when it lands, the swap step and stall steps. GIF (pillow) or MP4 (imageio's
+ffmpeg) by suffix.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from rtcbench.errors import UserError
 
 FORMATS = (".gif", ".mp4")
 
@@ -44,27 +36,54 @@ class Replay:
     captions: list[str]
 
 
-def replay_states(level, actions: np.ndarray, env_seed: int, rollout: int):
-    """The env states of rollout `rollout` under its executed commanded actions [T, A], with the engine's
-    keys (rtcbench.engine.rollout). Returns (states stacked over [T + 1]: state t is the one step t acts in,
-    rewards [T], dones [T], goal [T])."""
+_REPLAYS: dict = {}  # (id(env), B, T) -> (env, jitted replay): one compile serves every rollout of a batch shape
+
+
+def replay_states(level, actions: np.ndarray, env_seed: int, rollout: int, first_rollout: int | None = None):
+    """The env states of rollout `rollout` under its executed commanded actions, with the engine's keys
+    (rtcbench.engine.rollout). `actions` is [B, T, A], the executed actions of the whole batch the rollout
+    was computed in (rollouts first_rollout .. first_rollout + B - 1), or [T, A] of the rollout alone (a
+    batch of one). The replay steps that whole batch as the engine steps it: vmapped, with the level's
+    parameters a traced input. XLA's CPU results depend on the batch and on constants folded into the
+    program: alone, or with the parameters folded in, a long rollout drifts off the engine's (one of
+    l/h17_unicycle, 256 in a batch, ran 189 steps alone instead of its 178). Returns (the rollout's states
+    stacked over [T + 1]: state t is the one step t acts in, rewards [T], dones [T], goal [T])."""
+    actions = np.asarray(actions, np.float32)
+    if actions.ndim == 2:
+        actions, first_rollout = actions[None], rollout
+    first = rollout if first_rollout is None else first_rollout
+    B, T, _ = actions.shape
+    if not first <= rollout < first + B:
+        raise ValueError(f"rollout {rollout} is not in the batch of rollouts [{first}, {first + B})")
+    key = (id(level.env), B, T)
+    if key not in _REPLAYS:  # the env is kept with its compiled replay, so its id is never reused
+        _REPLAYS[key] = (level.env, jax.jit(functools.partial(_replay_batch, level.env)))
+    states, rewards, dones, goal = _REPLAYS[key][1](
+        level.env_params, jnp.asarray(env_seed, jnp.uint32), jnp.asarray(first, jnp.uint32),
+        jnp.asarray(rollout - first, jnp.int32), jnp.asarray(actions))
+    return states, np.asarray(rewards), np.asarray(dones), np.asarray(goal)
+
+
+def _replay_batch(env, params, env_seed, first_rollout, row, actions):
+    """The engine's env stepping (rtcbench.engine.rollout.episode) of a batch of B rollouts under fixed
+    actions [B, T, A]; -> row `row`'s states [T + 1], rewards, dones and goal flags [T]."""
     from rtcbench.engine.rollout import action_noise, env_reset_keys, env_rollout_keys, env_step_keys
 
-    env, params = level.env, level.env_params
-    env_key = env_rollout_keys(env_seed, 1, rollout)  # [1, 2]
-    _, state0 = env.reset(env_reset_keys(env_key)[0], params)
+    B, T, A = actions.shape
+    env_keys = env_rollout_keys(env_seed, B, first_rollout)  # [B, 2]
+    _, state0 = jax.vmap(env.reset, (0, None))(env_reset_keys(env_keys), params)
 
     def step(state, inputs):
-        j, a = inputs
-        step_keys, noise_keys = env_step_keys(env_key, j)
-        _, nxt, reward, done, info = env.step(step_keys[0], state, a + action_noise(noise_keys, a.shape[-1])[0], params)
-        return nxt, (nxt, reward, done, info["GoalR"])
+        j, a = inputs  # a: [B, A]
+        step_keys, noise_keys = env_step_keys(env_keys, j)
+        _, nxt, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
+            step_keys, state, a + action_noise(noise_keys, A), params)
+        return nxt, (jax.tree_util.tree_map(lambda x: x[row], nxt), reward[row], done[row], info["GoalR"][row])
 
-    T = actions.shape[0]
-    _, (states, rewards, dones, goal) = jax.jit(lambda s, a: jax.lax.scan(step, s, (jnp.arange(T), a)))(
-        state0, jnp.asarray(actions, jnp.float32))
-    states = jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[None], rest]), state0, states)
-    return states, np.asarray(rewards), np.asarray(dones), np.asarray(goal)
+    xs = (jnp.arange(T, dtype=jnp.int32), jnp.swapaxes(actions, 0, 1))  # [T], [T, B, A]
+    _, (states, rewards, dones, goal) = jax.lax.scan(step, state0, xs)
+    states = jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[row][None], rest]), state0, states)
+    return states, rewards, dones, goal
 
 
 def captions(schedule, length: int, solved: bool) -> list[str]:
@@ -142,134 +161,3 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
             for f in frames:
                 writer.append_data(f)
     tmp.replace(out)  # a killed render leaves no half-written video under the asked name
-
-
-def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, out: Path, fps: int = 15) -> dict:
-    """Re-simulate rollout `rollout` of `cell` (LEVEL/METHOD/SETUP, LEVEL may contain '/') of a stored run
-    and write it to `out`; see the module docstring. Returns what was checked and written."""
-    from rtcbench.engine import run_cell
-    from rtcbench.runner import load_inputs, recorded_run
-    from rtcbench.scenario import Scenario
-    from rtcbench.store.db import read_only
-
-    if out.suffix not in FORMATS:
-        raise UserError(f"must end in {' or '.join(FORMATS)}, got {out.name!r}", field="--out")
-    parts = cell.rsplit("/", 2)
-    if len(parts) != 3 or not all(parts):
-        raise UserError(f"expected LEVEL/METHOD/SETUP, got {cell!r}", field="--cell")
-    level_name, method_label, setup_name = parts
-    run = recorded_run(db_path, run_id, field="--run")
-    with read_only(db_path) as conn:
-        row = conn.execute("SELECT cell_id, config_hash, n_rollouts FROM cells WHERE run_id = ? AND level = ? AND "
-                           "method = ? AND setup = ?", [run_id, level_name, method_label, setup_name]).fetchone()
-        if row is None:
-            have = conn.execute("SELECT level || '/' || method || '/' || setup FROM cells WHERE run_id = ? ORDER BY 1",
-                                [run_id]).fetchall()
-            raise UserError(f"run {run_id} has no cell {cell!r}; it has: {', '.join(h[0] for h in have[:12])}",
-                            field="--cell")
-        cell_id, cell_hash, n_rollouts = row
-        if not 0 <= rollout < n_rollouts:
-            raise UserError(f"the cell has rollouts 0..{n_rollouts - 1}, got {rollout}", field="--rollout")
-        stored = conn.execute("SELECT solved, episode_return, episode_length FROM rollouts WHERE cell_id = ? AND "
-                              "rollout = ?", [cell_id, rollout]).fetchone()
-    scenario_path = Path(run["scenario_path"])
-    if not scenario_path.exists():
-        raise UserError(f"the run's scenario file {scenario_path} is not here (run from the folder the run was "
-                        "made in)", path=str(db_path), field="runs.scenario_path")
-    scenario = Scenario.from_yaml(scenario_path, sets=run["overrides"])  # the run's --set
-    if run["n_rollouts_override"] is not None:
-        scenario = scenario.with_overrides(rollouts=int(run["n_rollouts_override"]))
-    match = [c for c in scenario.cells() if c.key == (level_name, method_label, setup_name)]
-    if not match or scenario.cell_config_hash(match[0]) != cell_hash:
-        raise UserError("the scenario, its traces or its policies changed since this run: the rollout cannot be "
-                        "re-simulated exactly", path=str(scenario_path), field="config_hash")
-    the_cell = match[0]
-    inputs = load_inputs(scenario)
-    level = inputs.levels[the_cell.level]
-    schedule = scenario.build_schedule(the_cell.setup, world_pauses=the_cell.method.kind == "sync")
-    one = schedule.rollouts(rollout, rollout + 1)
-    out_cell = run_cell(level, inputs.policy_for(scenario, the_cell), the_cell.method, one, H=scenario.H,
-                        n=scenario.flow_steps, env_seed=scenario.seeds.env, policy_seed=scenario.seeds.policy,
-                        max_steps=scenario.max_steps, fallback=scenario.fallback,
-                        weak_policy=inputs.policy_for(scenario, the_cell, "weak_policy"), time_inference=False,
-                        record_actions=True, first_rollout=rollout)
-    per = out_cell.per_rollout
-    again = (bool(per["solved"][0]), float(per["return"][0]), int(per["length"][0]))
-    if stored is not None and (again[0] != bool(stored[0]) or again[2] != int(stored[2])
-                               or not np.isclose(again[1], float(stored[1]), rtol=1e-5, atol=1e-6)):
-        raise UserError(f"re-simulated rollout {rollout} gives solved/return/length {again}, the store says "
-                        f"{tuple(stored)}: not the same rollout (another machine or package version?)",
-                        field="--rollout")
-    length = again[2]
-    states, rewards, dones, _ = replay_states(level, out_cell.extra["actions"][0], scenario.seeds.env, rollout)
-    replay_len = int(np.argmax(dones)) + 1 if dones.any() else len(dones)
-    if replay_len != length or not np.isclose(float(rewards[:length].sum()), again[1], rtol=1e-4, atol=1e-5):
-        raise RuntimeError(f"the state replay diverged from the engine (length {replay_len} vs {length}); the "
-                           "replay no longer follows rtcbench.engine.rollout's keys")
-    lines = captions(one, length, again[0])
-    title = f"{level_name} | {method_label} | {setup_name} | rollout {rollout} | run {run_id}"
-    frames = render_rollout(level, states, length, lines, title)
-    write_video(frames, out, fps)
-    return {"out": str(out), "frames": len(frames), "length": length, "solved": again[0], "return": again[1],
-            "checked_against_store": stored is not None}
-
-
-def cell_slug(cell: str) -> str:
-    """LEVEL/METHOD/SETUP -> a file-name part (``l/h4_cartpole:packed/naive/d4`` -> ``l_h4_cartpole_packed_naive_d4``)."""
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in cell.replace(":", "_")).strip("_")
-
-
-def pick_report_rollouts(db_path: Path, run_id: str, k: int, patterns: list[str] | None) -> list[dict]:
-    """The rollouts `rtcbench report --videos K` shows: for every cell of the run whose LEVEL/METHOD/SETUP
-    matches one of `patterns` (shell patterns; None: every cell), its first K failed and first K solved
-    rollouts by rollout index (a fixed rule: nothing is chosen after looking at the videos).
-    -> [{cell, rollout, solved}] in cell order, failed first."""
-    from rtcbench.store.db import read_only
-
-    with read_only(db_path) as conn:
-        rows = conn.execute(
-            "SELECT c.level || '/' || c.method || '/' || c.setup AS cell, r.rollout, r.solved FROM rollouts r "
-            "JOIN cells c USING (cell_id) WHERE c.run_id = ? ORDER BY c.level, c.method, c.setup, r.rollout",
-            [run_id]).fetchall()
-    cells = list(dict.fromkeys(cell for cell, _, _ in rows))
-    chosen = [c for c in cells if patterns is None or any(fnmatch.fnmatchcase(c, p) for p in patterns)]
-    if patterns is not None and not chosen:
-        raise UserError(f"no cell of run {run_id} matches {', '.join(patterns)}; it has: {', '.join(cells[:12])}",
-                        field="--video-cells")
-    picked = []
-    for cell in chosen:
-        for want in (False, True):
-            hits = [r for c, r, solved in rows if c == cell and bool(solved) == want][:k]
-            picked += [{"cell": cell, "rollout": int(r), "solved": want} for r in hits]
-    return picked
-
-
-def report_videos(db_path: Path, run_id: str, out_dir: Path, picked: list[dict], k: int,
-                  patterns: list[str] | None = None, fps: int = 15, log=print) -> list[str]:
-    """Render `picked` (from `pick_report_rollouts` with the same k and patterns) into ``out_dir/videos/``
-    (GIF, each re-simulated and checked against its stored row by `render_stored_rollout`) -> the Markdown
-    lines of the report's "Rollout videos" section."""
-    folder = out_dir / "videos"
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["## Rollout videos", "",
-             f"The first {k} failed and the first {k} solved rollouts (by rollout index) of "
-             + ("every cell" if patterns is None else "the cells matching " + ", ".join(f"`{p}`" for p in patterns))
-             + ", re-simulated from the seeds (`rtcbench render`; each one's solve, return and length equal its "
-             "stored row). Each frame's caption gives the step, the chunk in flight and when it lands, and stalls.",
-             "", "| cell | rollout | outcome | steps | video |", "|---|---|---|---|---|"]
-    by_cell: dict[str, list[dict]] = {}
-    for item in picked:
-        by_cell.setdefault(item["cell"], []).append(item)
-    for n, item in enumerate(picked, 1):
-        outcome = "solved" if item["solved"] else "failed"
-        name = f"{cell_slug(item['cell'])}_{outcome}_r{item['rollout']}.gif"
-        log(f"video {n}/{len(picked)}: {item['cell']} rollout {item['rollout']} ({outcome})")
-        info = render_stored_rollout(db_path, run_id, item["cell"], item["rollout"], folder / name, fps=fps)
-        lines.append(f"| {item['cell']} | {item['rollout']} | {outcome} | {info['length']} | "
-                     f"[{name}](videos/{name}) |")
-    for cell, items in by_cell.items():
-        missing = [o for o, want in (("failed", False), ("solved", True))
-                   if sum(i["solved"] == want for i in items) < k]
-        if missing:
-            lines.append(f"| {cell} | | fewer than {k} {' or '.join(missing)} rollouts in this cell | | |")
-    return lines + [""]

@@ -1,6 +1,6 @@
 """The jitted episode: one pure function of (static config, traced inputs) -> per-rollout metrics.
 
-Per control step j, for all B rollouts at once (DESIGN.md §1; the schedule's arrays drive all timing):
+Per control step j, for all B rollouts at once (docs/DESIGN.md §1; the schedule's arrays drive all timing):
 
     1. swap     where arrive[:, j]:  A <- pending, t <- pending_d           (chunk started at an earlier step)
     2. start    where start[:, j]:   new = method(policy, obs, A[shift:] padded, dhat, s, key)
@@ -26,7 +26,8 @@ None of them depend on the method or on the delays, so every method sees the sam
 
 Metrics count the first episode only (the env auto-resets; later episodes are simulated but ignored),
 except `stall_steps_all` and `stall_mismatch`, which cover all T steps to check the engine against
-the schedule. Jerk uses the commanded actions (before the 0.1-std env noise).
+the schedule. Smoothness (`rtcbench.engine.smoothness`) uses the commanded actions (before the 0.1-std env
+noise), over the level's used action dimensions (`used_mask`, a traced [A] input) and over all of them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
+from rtcbench.engine import smoothness
 from rtcbench.levels import ACTION_NOISE_STD
 from rtcbench.methods.dispatch import make_method
 from rtcbench.methods.naive import euler_sample, flow_noise
@@ -123,12 +125,13 @@ def _shard(x, static: EngineStatic):
 
 
 def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict, env_seed, policy_seed,
-            fallback_zero, reference_start, first_rollout) -> dict:
+            fallback_zero, reference_start, first_rollout, used_mask) -> dict:
     """Run B rollouts for T steps. sched: dict of [B, T] arrays (start, start_d, start_dhat, start_s,
     start_shift, arrive, stall, pause). fallback_zero: traced bool (True: `zero` fallback, False: `hold`).
     reference_start: traced bool, the step-0 start is inference 1 of the reference start-up (run it),
     not the synchronous first chunk (skip it). first_rollout: traced uint32, the cell-wide index of
     row 0 (0 for a whole cell; a shard's offset), so a shard's rollouts get the whole cell's keys.
+    used_mask: [A] float32, 1 on the action dimensions the level uses (smoothness is measured there).
     Returns a dict of per-rollout metrics [B] and scalars (see module docstring)."""
     H, B, T, Ad = static.H, static.B, static.T, static.action_dim
     env = static.env
@@ -154,8 +157,7 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         alive=jnp.ones((B,), bool), n_exec=zB,
         ret=jnp.zeros((B,), f32), length=zB, solved=jnp.zeros((B,), bool),
         stall_steps=zB, stall_all=zB, mismatch=zB, wall=zB, n_inf=jnp.ones((B,), i32),
-        d1_max=jnp.zeros((B,), f32), d1_sum=jnp.zeros((B,), f32),
-        d2_max=jnp.zeros((B,), f32), d2_sum=jnp.zeros((B,), f32),
+        smooth=smoothness.init(B),
         wasted=jnp.zeros((), i32), policy_calls=jnp.zeros((), i32),
     )
     if te_on:  # ring of the last H arrived chunks (slot = arrival count mod H)
@@ -214,8 +216,6 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         )
         # metrics (first episode only)
         alive = c["alive"]
-        d1 = jnp.linalg.norm(a - c["last"], axis=-1)  # [B]
-        d2 = jnp.linalg.norm(a - 2.0 * c["last"] + c["prev"], axis=-1)
         ok1, ok2 = alive & (c["n_exec"] >= 1), alive & (c["n_exec"] >= 2)
         out = dict(
             obs=_shard(obs, static), state=state, A=A, t=t + 1,
@@ -229,10 +229,7 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
             mismatch=c["mismatch"] + (stall != sched_stall),
             wall=c["wall"] + jnp.where(alive, 1 + pause, 0),
             n_inf=c["n_inf"] + (alive & start),
-            d1_max=jnp.maximum(c["d1_max"], jnp.where(ok1, d1, 0.0)),
-            d1_sum=c["d1_sum"] + jnp.where(ok1, d1, 0.0),
-            d2_max=jnp.maximum(c["d2_max"], jnp.where(ok2, d2, 0.0)),
-            d2_sum=c["d2_sum"] + jnp.where(ok2, d2, 0.0),
+            smooth=smoothness.accumulate(c["smooth"], a, c["last"], c["prev"], ok1, ok2, used_mask),
         )
         c.update(out)
         return c, (a if static.record_actions else None)
@@ -249,10 +246,7 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         solved=c["solved"],
         **{"return": c["ret"]},
         length=length,
-        jerk_max_d1=c["d1_max"],
-        jerk_mean_d1=c["d1_sum"] / jnp.maximum(length - 1, 1),
-        jerk_max_d2=c["d2_max"],
-        jerk_mean_d2=c["d2_sum"] / jnp.maximum(length - 2, 1),
+        **smoothness.summarize(c["smooth"], length),
         stall_steps=c["stall_steps"],
         wall_steps=c["wall"],
         n_inferences=c["n_inf"],

@@ -64,7 +64,7 @@ class NaiveMethod(_Method):
 
 
 class RTCMethod(_Method):
-    """Inference-time real-time chunking: guided inpainting of the frozen prefix (DESIGN.md §3)."""
+    """Inference-time real-time chunking: guided inpainting of the frozen prefix (docs/DESIGN.md §3)."""
 
     kind: Literal["rtc"] = "rtc"
     schedule: Literal["exp", "linear", "hard", "ones"] = "exp"

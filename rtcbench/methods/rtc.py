@@ -1,4 +1,4 @@
-"""`rtc`: inference-time real-time chunking, guided inpainting of the frozen prefix (DESIGN.md §3).
+"""`rtc`: inference-time real-time chunking, guided inpainting of the frozen prefix (docs/DESIGN.md §3).
 
 At each Euler step (tau = i / n) with v = velocity(obs, x, tau):
 

@@ -1,4 +1,4 @@
-"""Prefix weights, the RTC guidance weight, and the prefix shift (DESIGN.md §1, §3).
+"""Prefix weights, the RTC guidance weight, and the prefix shift (docs/DESIGN.md §1, §3).
 
 At inference k the controller has consumed s actions of its current chunk A. The prefix is what is
 left of A, shifted to the front and padded to H; positions i >= H - s are padding and carry weight 0:

@@ -1,4 +1,4 @@
-"""Flow-matching behaviour cloning and its training-time RTC fine-tune (DESIGN.md §6 steps 3-4).
+"""Flow-matching behaviour cloning and its training-time RTC fine-tune (docs/DESIGN.md §6 steps 3-4).
 
 Loss (`flow_matching_loss`), per sample with true chunk a [H, A], noise e, flow time tau ~ U(0, 1) and a
 prefix length d drawn from `prefix_weights(max_prefix, decay)` (d = 0 always when max_prefix = 0, i.e. BC):

@@ -1,5 +1,5 @@
 """Expert data for behaviour cloning: (observation, next H expert actions) pairs, made as the reference
-pipeline makes them (DESIGN.md §6, step 2).
+pipeline makes them (docs/DESIGN.md §6, step 2).
 
 **The mixture.** The data come from a population of experts (``train-expert --seeds K``). A seed
 *qualifies* when at least one of its periodic checkpoints reached a training solve rate >=

@@ -1,4 +1,4 @@
-"""PPO / RPO experts: the first stage of the policy pipeline (DESIGN.md §6), and the one home of
+"""PPO / RPO experts: the first stage of the policy pipeline (docs/DESIGN.md §6), and the one home of
 everything about an expert: its inputs, network, training, checkpoints and closed-loop rollouts.
 
 An expert is a Gaussian MLP actor plus an MLP critic, trained with PPO (RPO when ``rpo_alpha > 0``:
@@ -46,7 +46,7 @@ from rtcbench.policy.evaluate import DEFAULT_MAX_STEPS, action_chatter, first_ep
 
 @dataclass(frozen=True)
 class ExpertConfig:
-    """Static PPO/RPO hyper-parameters (DESIGN.md §6: gamma 0.995, lambda 0.9, lr 3e-4, RPO alpha 0.3)."""
+    """Static PPO/RPO hyper-parameters (docs/DESIGN.md §6: gamma 0.995, lambda 0.9, lr 3e-4, RPO alpha 0.3)."""
 
     level: str
     total_steps: int = 1_000_000

@@ -1,6 +1,6 @@
 """The flow chunk policy: an MLP-Mixer over the H action tokens with adaLN time conditioning.
 
-Interface used by every method (DESIGN.md §3):
+Interface used by every method (docs/DESIGN.md §3):
 
     policy.velocity(obs, x, tau) -> v
         obs: [B, obs_dim]     x: [B, H, action_dim]     tau: [B] or [B, H]     v: [B, H, action_dim]

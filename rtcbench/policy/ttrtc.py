@@ -1,4 +1,4 @@
-"""Training-time real-time chunking (arXiv 2512.05964; DESIGN.md §3 `ttrtc`).
+"""Training-time real-time chunking (arXiv 2512.05964; docs/DESIGN.md §3 `ttrtc`).
 
 Training: for each sample a prefix length d in {0..max_prefix} is drawn with weights exp(-decay * d)
 (exponentially decreasing). The first d tokens are clean (tau = 1, x = the true actions); the other

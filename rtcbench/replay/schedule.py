@@ -1,6 +1,6 @@
 """The deterministic delay schedule: per-rollout timing arrays that the jitted rollout consumes.
 
-Timeline of one rollout (DESIGN.md §1), H = 8, adaptive(s_min = 3), delays d_1 = 2, d_2 = 5:
+Timeline of one rollout (docs/DESIGN.md §1), H = 8, adaptive(s_min = 3), delays d_1 = 2, d_2 = 5:
 
     step j        0  1  2  3  4  5  6  7  8  9 10 11
     inference     k0       k1       k2             k3           (k0 is synchronous: d = s = 0)
@@ -17,7 +17,7 @@ Facts that the code below relies on (one inference thread, so chunk k-1 has alwa
 - A violation (``d_k > H - s_k``) is exactly a stall during inference k's flight ``[tau_k, tau_k + d_k)``,
   or, when ``s_k > H``, an old chunk that already ran out before inference k started.
 
-Start-up (``start``). ``sync`` (the default, DESIGN.md §1): the first chunk k = 0 is computed at step 0
+Start-up (``start``). ``sync`` (the default, docs/DESIGN.md §1): the first chunk k = 0 is computed at step 0
 with no delay and its first ``s_1 + d_1`` actions run before anything else lands. ``reference``: the
 start of the RTC reference's eval loop (Black et al. 2025, ``eval_flow.py``), where the loop's first
 iteration samples a second chunk from the *first* observation, guided by the first chunk, so inference

@@ -34,7 +34,7 @@ class DelaySetup(StrictModel):
     forecaster: Forecaster
     horizon: HorizonPolicy
     start: Literal["sync", "reference"] = Field(
-        default="sync", description="sync: the first chunk runs s_1 + d_1 steps (DESIGN.md §1); reference: the RTC "
+        default="sync", description="sync: the first chunk runs s_1 + d_1 steps (docs/DESIGN.md §1); reference: the RTC "
         "reference eval loop's start, a second inference from the first observation at step 0")
 
     @model_serializer(mode="wrap")

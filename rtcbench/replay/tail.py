@@ -1,4 +1,4 @@
-"""Tail control: transforms of the delay sequence that model a system mechanism (DESIGN.md §2).
+"""Tail control: transforms of the delay sequence that model a system mechanism (docs/DESIGN.md §2).
 
 Applied in the order listed in the setup, before forecasting:
 

@@ -2,7 +2,8 @@
 
 See `rtcbench.store.schema` for the tables and views, `rtcbench.store.migrations` for versions,
 `rtcbench.store.db` for writes (one short transaction per finished cell) and read-only connections,
-`rtcbench.store.compare` for the regression gate and `rtcbench.store.report` for reports.
+`rtcbench.store.compare` for the regression gate. Reports and the study page read the store from above it
+(`rtcbench.report`, `rtcbench.study`); the store imports neither.
 """
 
 from rtcbench.store.db import (

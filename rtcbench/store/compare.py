@@ -6,9 +6,13 @@ env seed, so the per-rollout rows are paired:
 
 - solve rate: McNemar's test on the paired solves (`rtcbench.stats.mcnemar`); the effect is the
   difference of solve rates, an absolute threshold (default 0.05 = 5 percentage points);
-- jerk (``jerk_max_d1``, ``jerk_max_d2``): a paired bootstrap interval of the mean per-rollout
-  difference (`rtcbench.stats.paired_bootstrap`); the effect is relative to the baseline mean
-  (default threshold 0.10 = 10 %), and the ratio candidate / baseline of the means is reported too.
+- smoothness (``jerk_mean_d2``, the mean second difference per executed step, length-independent;
+  ``jerk_max_d1``, ``jerk_max_d2``, per-rollout maxima; all on the level's used action dimensions,
+  `rtcbench.engine.smoothness`): a paired bootstrap interval of the mean per-rollout difference
+  (`rtcbench.stats.paired_bootstrap`); the effect is relative to the baseline mean (default threshold
+  0.10 = 10 %), and the ratio candidate / baseline of the means is reported too. A run made before
+  schema v5 has no used-dimension smoothness (NULL): its smoothness metrics say "not measured" and never
+  decide the cell.
 
 A threshold is written ``METRIC:VALUE`` with VALUE a fraction or a percentage of the metric's own scale
 (`parse_thresholds`): ``solve_rate:5%`` = ``solve_rate:0.05`` (5 percentage points),
@@ -23,7 +27,10 @@ direction **and** the test is significant (p < alpha for McNemar, the interval e
 bootstrap). A cell is `worse` if any metric is worse, else `better` if any is better, else
 `not significant`. A cell without a partner, or whose env or delay seed differs from its partner's (then
 rollout b is not paired), is `not comparable`; a cell with zero rollouts, or whose
-stored rollouts do not match its ``n_rollouts``, is `invalid` (never a pass).
+stored rollouts do not match its ``n_rollouts``, is `invalid` (never a pass). Cells with different rollout
+counts are compared on their common first N rollouts (rollout b depends on the seeds and b alone, so a
+run of N rollouts is the first N of any larger run), and the row says so. Rows are ordered by level, setup
+and method, naive first.
 
 Exit code: 2 if any cell is invalid or not comparable (the comparison as a whole cannot be trusted),
 else 1 if any cell is worse, else 0.
@@ -47,9 +54,11 @@ from rtcbench.stats import mcnemar, paired_bootstrap
 # "relative_lower": relative to the baseline mean, lower is better.
 METRICS: dict[str, tuple[str, float]] = {
     "solve_rate": ("rate", 0.05),
+    "jerk_mean_d2": ("relative_lower", 0.10),
     "jerk_max_d1": ("relative_lower", 0.10),
     "jerk_max_d2": ("relative_lower", 0.10),
 }
+SMOOTHNESS_METRICS = tuple(name for name, (kind, _) in METRICS.items() if kind == "relative_lower")
 
 BETTER, WORSE, NOT_SIGNIFICANT, NOT_COMPARABLE, INVALID = (
     "better",
@@ -229,8 +238,8 @@ def pick_baseline(conn: duckdb.DuckDBPyConnection, candidate: dict, candidate_ke
 
 def _rollouts(conn: duckdb.DuckDBPyConnection, cell_id: str) -> pd.DataFrame:
     return conn.execute(
-        "SELECT rollout, solved, jerk_max_d1, jerk_max_d2 FROM rollouts WHERE cell_id = ? ORDER BY rollout", [cell_id]
-    ).df()
+        f"SELECT rollout, solved, {', '.join(SMOOTHNESS_METRICS)} FROM rollouts WHERE cell_id = ? ORDER BY rollout",
+        [cell_id]).df()
 
 
 def _invalid_reason(cell: pd.Series, rollouts: pd.DataFrame, which: str) -> str | None:
@@ -264,6 +273,11 @@ def _seed_mismatch(b_cell: pd.Series, c_cell: pd.Series) -> str | None:
     return None
 
 
+def _row_order(cell: CellComparison) -> tuple:
+    """Rows by level, setup, then method with naive (the baseline of every paired table) first."""
+    return (cell.level, cell.setup, cell.method != "naive", cell.method, cell.comparability_key)
+
+
 def _ratio(candidate: float, baseline: float) -> float | None:
     return candidate / baseline if baseline != 0 and math.isfinite(baseline) and math.isfinite(candidate) else None
 
@@ -283,6 +297,10 @@ def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold
                                 WORSE if worse and significant else BETTER if better and significant else NOT_SIGNIFICANT)
     boot = paired_bootstrap(base[name].to_numpy(float), cand[name].to_numpy(float), n_resamples=n_resamples,
                             confidence=1.0 - alpha, seed=seed)
+    if boot.n_pairs == 0:  # NULL on one side: a run older than schema v5 never measured it
+        return MetricComparison(name, math.nan, math.nan, None, 0.0, threshold, False,
+                                "not measured: no rollout has this metric on both sides (a run made before "
+                                "schema v5 has no used-dimension smoothness)", NOT_SIGNIFICANT)
     b_mean = boot.baseline_mean
     c_mean = b_mean + boot.diff if boot.n_pairs else math.nan
     effect = boot.diff / b_mean if boot.n_pairs and b_mean > 0 else (0.0 if boot.diff == 0 else math.inf * np.sign(boot.diff))
@@ -291,6 +309,65 @@ def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold
     significant = boot.significant
     return MetricComparison(name, b_mean, c_mean, _ratio(c_mean, b_mean), effect, threshold, significant, evidence,
                             WORSE if worse and boot.low > 0 else BETTER if better and boot.high < 0 else NOT_SIGNIFICANT)
+
+
+def _pair_cells(base: pd.DataFrame, cand: pd.DataFrame) -> list[tuple[pd.Series | None, pd.Series | None]]:
+    """Cells of the two runs paired by comparability key (and, where one key holds several cells of a run,
+    by level, method and setup too); a cell without a partner is paired with None."""
+
+    def ident(row: pd.Series) -> tuple:
+        return (row["comparability_key"], row["level"], row["method"], row["setup"])
+
+    base_cells = {ident(r): r for _, r in base.iterrows()}
+    cand_cells = {ident(r): r for _, r in cand.iterrows()}
+    base_by_key: dict[str, list[tuple]] = {}
+    cand_by_key: dict[str, list[tuple]] = {}
+    for k in base_cells:
+        base_by_key.setdefault(k[0], []).append(k)
+    for k in cand_cells:
+        cand_by_key.setdefault(k[0], []).append(k)
+    pairs: list[tuple[pd.Series | None, pd.Series | None]] = []
+    for key in sorted(set(base_by_key) | set(cand_by_key)):
+        b_ids, c_ids = base_by_key.get(key, []), cand_by_key.get(key, [])
+        if len(b_ids) == 1 and len(c_ids) == 1:  # the key alone pairs them
+            pairs.append((base_cells[b_ids[0]], cand_cells[c_ids[0]]))
+            continue
+        for ident_ in sorted(set(b_ids) | set(c_ids)):
+            pairs.append((base_cells.get(ident_), cand_cells.get(ident_)))
+    return pairs
+
+
+def _compare_pair(b_cell: pd.Series | None, c_cell: pd.Series | None, base_conn, cand_conn, *,
+                  thresholds: dict[str, float], alpha: float, n_resamples: int, seed: int) -> CellComparison:
+    """One paired cell -> its outcome: not comparable, invalid, or each metric's verdict on the common
+    first N rollouts."""
+    some = b_cell if b_cell is not None else c_cell
+    entry = CellComparison(some["comparability_key"], some["level"], some["method"], some["setup"], NOT_SIGNIFICANT)
+    if b_cell is None or c_cell is None:
+        missing = "baseline" if b_cell is None else "candidate"
+        entry.outcome, entry.reason = NOT_COMPARABLE, f"no {missing} cell with this comparability key"
+        return entry
+    b_roll, c_roll = _rollouts(base_conn, b_cell["cell_id"]), _rollouts(cand_conn, c_cell["cell_id"])
+    reason = _invalid_reason(b_cell, b_roll, "baseline") or _invalid_reason(c_cell, c_roll, "candidate")
+    if reason:
+        entry.outcome, entry.reason = INVALID, reason
+        return entry
+    common = min(len(b_roll), len(c_roll))
+    if len(b_roll) != len(c_roll):  # rollout b depends on (seeds, b) only: a smaller run is a prefix
+        entry.reason = f"compared on the first {common} rollouts (baseline {len(b_roll)}, candidate {len(c_roll)})"
+        b_roll, c_roll = b_roll.iloc[:common], c_roll.iloc[:common]
+    seed_reason = _seed_mismatch(b_cell, c_cell)
+    if seed_reason:
+        entry.outcome, entry.reason = NOT_COMPARABLE, seed_reason
+        return entry
+    if (b_cell["level"], b_cell["method"], b_cell["setup"]) != (c_cell["level"], c_cell["method"], c_cell["setup"]):
+        entry.reason = "; ".join(filter(None, [entry.reason, (
+            f"paired by comparability key: candidate is {c_cell['level']}/{c_cell['method']}/{c_cell['setup']}")]))
+    entry.metrics = [_compare_metric(name, b_roll, c_roll, thresholds[name], alpha, n_resamples, seed)
+                     for name in METRICS]
+    verdicts = {m.verdict for m in entry.metrics}
+    entry.outcome = WORSE if WORSE in verdicts else BETTER if BETTER in verdicts else NOT_SIGNIFICANT
+    return entry
 
 
 def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidate: str | None, *,
@@ -331,7 +408,8 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidat
                    "candidate": cand_frame}
 
     def result(cells: list[CellComparison]) -> Comparison:
-        return Comparison(baseline, candidate, cells, notes, selection, paths["baseline"], db_path)
+        return Comparison(baseline, candidate, sorted(cells, key=_row_order), notes, selection, paths["baseline"],
+                          db_path)
 
     results: list[CellComparison] = []
     for which, frame in cell_frames.items():
@@ -340,57 +418,7 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidat
     if results:
         return result(results)
 
-    def ident(row: pd.Series) -> tuple:
-        return (row["comparability_key"], row["level"], row["method"], row["setup"])
-
-    base_cells = {ident(r): r for _, r in cell_frames["baseline"].iterrows()}
-    cand_cells = {ident(r): r for _, r in cell_frames["candidate"].iterrows()}
-    base_by_key: dict[str, list[tuple]] = {}
-    cand_by_key: dict[str, list[tuple]] = {}
-    for k in base_cells:
-        base_by_key.setdefault(k[0], []).append(k)
-    for k in cand_cells:
-        cand_by_key.setdefault(k[0], []).append(k)
-
-    pairs: list[tuple[pd.Series | None, pd.Series | None]] = []
-    for key in sorted(set(base_by_key) | set(cand_by_key)):
-        b_ids, c_ids = base_by_key.get(key, []), cand_by_key.get(key, [])
-        if len(b_ids) == 1 and len(c_ids) == 1:  # the key alone pairs them
-            pairs.append((base_cells[b_ids[0]], cand_cells[c_ids[0]]))
-            continue
-        for ident_ in sorted(set(b_ids) | set(c_ids)):
-            pairs.append((base_cells.get(ident_), cand_cells.get(ident_)))
-
-    for b_cell, c_cell in pairs:
-        some = b_cell if b_cell is not None else c_cell
-        entry = CellComparison(some["comparability_key"], some["level"], some["method"], some["setup"], NOT_SIGNIFICANT)
-        if b_cell is None or c_cell is None:
-            missing = "baseline" if b_cell is None else "candidate"
-            entry.outcome, entry.reason = NOT_COMPARABLE, f"no {missing} cell with this comparability key"
-            results.append(entry)
-            continue
-        b_roll, c_roll = _rollouts(conns["baseline"], b_cell["cell_id"]), _rollouts(conn, c_cell["cell_id"])
-        reason = _invalid_reason(b_cell, b_roll, "baseline") or _invalid_reason(c_cell, c_roll, "candidate")
-        if reason:
-            entry.outcome, entry.reason = INVALID, reason
-            results.append(entry)
-            continue
-        if len(b_roll) != len(c_roll):
-            entry.outcome = NOT_COMPARABLE
-            entry.reason = f"rollout counts differ ({len(b_roll)} vs {len(c_roll)}): rollouts cannot be paired"
-            results.append(entry)
-            continue
-        seed_reason = _seed_mismatch(b_cell, c_cell)
-        if seed_reason:
-            entry.outcome, entry.reason = NOT_COMPARABLE, seed_reason
-            results.append(entry)
-            continue
-        if (b_cell["level"], b_cell["method"], b_cell["setup"]) != (c_cell["level"], c_cell["method"], c_cell["setup"]):
-            entry.reason = (f"paired by comparability key: candidate is {c_cell['level']}/{c_cell['method']}/"
-                            f"{c_cell['setup']}")
-        entry.metrics = [_compare_metric(name, b_roll, c_roll, thresholds[name], alpha, n_resamples, seed)
-                         for name in METRICS]
-        verdicts = {m.verdict for m in entry.metrics}
-        entry.outcome = WORSE if WORSE in verdicts else BETTER if BETTER in verdicts else NOT_SIGNIFICANT
-        results.append(entry)
+    for b_cell, c_cell in _pair_cells(cell_frames["baseline"], cell_frames["candidate"]):
+        results.append(_compare_pair(b_cell, c_cell, conns["baseline"], conn, thresholds=thresholds, alpha=alpha,
+                                     n_resamples=n_resamples, seed=seed))
     return result(results)

@@ -129,7 +129,7 @@ def check_intact(execute: Callable[[str], list], path: Path) -> None:
         )
 
 
-def _is_lock_error(exc: BaseException) -> bool:
+def is_lock_error(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", exc)
     return isinstance(orig, duckdb.IOException) and "lock" in str(orig).lower()
 
@@ -149,7 +149,7 @@ def with_lock_retry(open_fn: Callable[[], T], path: Path, timeout_s: float) -> T
         try:
             return open_fn()
         except (sa.exc.DBAPIError, duckdb.Error) as exc:
-            if not _is_lock_error(exc):
+            if not is_lock_error(exc):
                 raise _open_error(exc, path) from None
             if time.monotonic() >= deadline:
                 raise StoreLockedError(

@@ -11,7 +11,9 @@ rollouts and per-inference rows into one file. The rules:
 - **Old sources.** A source at an older schema version is read as it is: columns are copied by name and
   those it lacks are NULL (runs made before v3 have no ``device_count``, ``executor``,
   ``rollout_shards``, ``cell_filter``); a v1 file has no ``inferences`` table, so its cells bring none.
-  A column that this rtcbench does not know is refused rather than dropped.
+  A column that this rtcbench does not know is refused rather than dropped. A column a later version
+  renamed is read under its old name: before v5 the all-dimension smoothness was called ``jerk_*``, so a
+  v1-v4 source's ``jerk_*`` go to ``jerk_all_*`` and its used-dimension ``jerk_*`` are NULL (never measured).
 - **Runs.** A run whose ``run_id`` is not in the target is copied with all its cells, rollouts and
   inferences. A run already there is never duplicated: only the cells the target lacks are added. If
   the two run rows have different ``config_hash`` they are two different runs under one id: refused.
@@ -50,14 +52,14 @@ from rtcbench.errors import UserError
 from rtcbench.store import schema
 from rtcbench.store.db import (
     StoreLockedError,
-    _is_lock_error,
     check_db_path,
     check_intact,
+    is_lock_error,
     lock_timeout_from_env,
     read_only,
     with_lock_retry,
 )
-from rtcbench.store.migrations import migrate
+from rtcbench.store.migrations import JERK_NAMES, V5_RENAMES, migrate
 
 SOURCE_FIELD = "SOURCE"
 INTO_FIELD = "--into"
@@ -160,15 +162,16 @@ def _q(name: str) -> str:
 class _Source:
     """A source attached to the target's connection as `alias`."""
 
-    def __init__(self, raw, alias: str, path: Path):
-        self.raw, self.alias, self.path = raw, alias, path
+    def __init__(self, raw, alias: str, path: Path, version: int):
+        self.raw, self.alias, self.path, self.version = raw, alias, path, version
         rows = raw.execute("SELECT table_name, column_name FROM information_schema.columns "
                            "WHERE table_catalog = ? AND table_schema = 'main'", [alias]).fetchall()
         self.columns: dict[str, set[str]] = {}
         for table, column in rows:
             self.columns.setdefault(table, set()).add(column)
         for table in TABLES:
-            extra = sorted(self.columns.get(table.name, set()) - {c.name for c in table.columns})
+            known = {c.name for c in table.columns} | (set(V5_RENAMES.values()) if version < 5 else set())
+            extra = sorted(self.columns.get(table.name, set()) - known)
             if extra:
                 raise UserError(f"table {table.name} has column(s) {', '.join(extra)} that this rtcbench does not "
                                 "know; they would be lost in the merge", path=str(path), field=SOURCE_FIELD)
@@ -176,11 +179,19 @@ class _Source:
     def table(self, name: str) -> str:
         return f"{self.alias}.main.{name}"
 
+    def source_name(self, table: sa.Table, column: str) -> str | None:
+        """The name under which the source holds today's `column`, or None where its version lacks it."""
+        if self.version < 5 and table.name in ("cells", "rollouts"):
+            if column in V5_RENAMES:  # jerk_all_* were called jerk_* before v5
+                column = V5_RENAMES[column]
+            elif column in JERK_NAMES:  # the used-dimension jerk_* did not exist before v5
+                return None
+        return column if column in self.columns.get(table.name, ()) else None
+
     def expr(self, table: sa.Table, column: str) -> str:
         """The source's value of `column` (row alias ``s``), or NULL where the source's version lacks it."""
-        if column in self.columns.get(table.name, ()):
-            return f"s.{_q(column)}"
-        return "NULL"
+        name = self.source_name(table, column)
+        return f"s.{_q(name)}" if name is not None else "NULL"
 
     def copy(self, table: sa.Table, where: str, params: list) -> int:
         """INSERT the source rows of `table` matching `where` into the target -> rows inserted."""
@@ -215,13 +226,13 @@ def _merge_source(src: _Source, into: Path, origin: dict[str, Path], version: in
             f"{where_from(run_id)}: two different runs share one id, and merging would mix their cells; "
             f"nothing was merged ({len(clash)} run(s) conflict)", path=str(src.path), field="config_hash")
 
-    common = sorted(src.columns["cells"] & {c.name for c in schema.cells.columns})
-    differs = " OR ".join(f"s.{_q(c)} IS DISTINCT FROM t.{_q(c)}" for c in common)
+    common = sorted(c.name for c in schema.cells.columns if src.source_name(schema.cells, c.name) is not None)
+    differs = " OR ".join(f"{src.expr(schema.cells, c)} IS DISTINCT FROM t.{_q(c)}" for c in common)
     altered = raw.execute(f"SELECT s.cell_id FROM {cells_t} s JOIN main.cells t USING (cell_id) WHERE {differs} "
                           "ORDER BY 1").fetchall()
     if altered:
         cell_id = altered[0][0]
-        flags = raw.execute(f"SELECT {', '.join(f's.{_q(c)} IS DISTINCT FROM t.{_q(c)}' for c in common)} "
+        flags = raw.execute(f"SELECT {', '.join(f'{src.expr(schema.cells, c)} IS DISTINCT FROM t.{_q(c)}' for c in common)} "
                             f"FROM {cells_t} s JOIN main.cells t USING (cell_id) WHERE cell_id = ?", [cell_id]).fetchone()
         columns = [c for c, flag in zip(common, flags, strict=True) if flag]
         raise UserError(f"cell {cell_id} is also in {into} with different content (columns {', '.join(columns)}): "
@@ -335,7 +346,7 @@ def merge_files(sources: Sequence[str | os.PathLike], into: str | os.PathLike, *
                         first = str(exc).strip().splitlines()[0]
                         raise UserError(f"cannot open the database file: {first}", path=str(path),
                                         field=SOURCE_FIELD) from None
-                    attached.append(_Source(raw, alias, path))
+                    attached.append(_Source(raw, alias, path, versions[i]))
                 origin: dict[str, Path] = {}
                 summaries = [_merge_source(src, into, origin, v) for src, v in zip(attached, versions, strict=True)]
                 runs, cells = (int(raw.execute(f"SELECT count(*) FROM main.{t}").fetchone()[0]) for t in ("runs", "cells"))
@@ -344,7 +355,7 @@ def merge_files(sources: Sequence[str | os.PathLike], into: str | os.PathLike, *
             return MergeSummary(into=into, created=created, version_before=before, version_after=after,
                                 sources=summaries, runs=runs, cells=cells)
         except (duckdb.Error, sa.exc.DBAPIError) as exc:
-            if _is_lock_error(exc):
+            if is_lock_error(exc):
                 raise
             orig = getattr(exc, "orig", exc)
             first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

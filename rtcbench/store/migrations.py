@@ -13,6 +13,9 @@ History:
 - v4: ``runs`` column ``overrides`` (``rtcbench run --set``, issue #17) and ``cells`` columns
   ``inference_ms_p10``, ``inference_ms_p90``; NULL in rows made before. The views are created again, as
   DuckDB refuses a view whose ``c.*`` no longer matches its table.
+- v5: smoothness on the used action dimensions (issue #23). In ``cells`` and ``rollouts`` the old
+  all-dimension columns ``jerk_{max,mean}_d{1,2}`` are renamed ``jerk_all_*`` and the used-dimension
+  ``jerk_*`` columns are added, NULL in rows made before (never measured). Views created again.
 """
 
 from __future__ import annotations
@@ -74,10 +77,22 @@ V4_RUN_COLUMNS = (("overrides", "VARCHAR"),)
 V4_CELL_COLUMNS = (("inference_ms_p10", "DOUBLE"), ("inference_ms_p90", "DOUBLE"))
 
 
+JERK_NAMES = ("jerk_max_d1", "jerk_mean_d1", "jerk_max_d2", "jerk_mean_d2")
+V5_RENAMES = {f"jerk_all_{name[5:]}": name for name in JERK_NAMES}  # today's name -> the name up to v4
+V5_JERK_COLUMNS = tuple((name, "DOUBLE") for name in JERK_NAMES)
+
+
 def _v1_table(table: sa.Table, later: tuple) -> sa.Table:
-    """`table` as v1 had it: today's columns less those that later steps add, with its constraints."""
+    """`table` as v1 had it: today's columns less those that later steps add, under their v1 names, with
+    its constraints."""
     names = {name for name, _ in later}
-    columns = [c._copy() for c in table.columns if c.name not in names]
+    columns = []
+    for c in table.columns:
+        if c.name in names:
+            continue
+        col = c._copy()
+        col.name = col.key = V5_RENAMES.get(c.name, c.name)
+        columns.append(col)
     constraints = [sa.CheckConstraint(c.sqltext, name=c.name) for c in table.constraints
                    if isinstance(c, sa.CheckConstraint)]
     constraints += [sa.UniqueConstraint(*[col.name for col in c.columns], name=c.name) for c in table.constraints
@@ -87,7 +102,8 @@ def _v1_table(table: sa.Table, later: tuple) -> sa.Table:
 
 def update_to_1(conn: sa.Connection) -> None:
     for table in (schema.schema_version, _v1_table(schema.runs, V3_RUN_COLUMNS + V4_RUN_COLUMNS),
-                  _v1_table(schema.cells, V4_CELL_COLUMNS), schema.rollouts):
+                  _v1_table(schema.cells, V4_CELL_COLUMNS + V5_JERK_COLUMNS),
+                  _v1_table(schema.rollouts, V5_JERK_COLUMNS)):
         table.create(conn)
 
 
@@ -112,8 +128,21 @@ def update_to_4(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"CREATE VIEW {name} AS {select}"))
 
 
+def update_to_5(conn: sa.Connection) -> None:
+    for name, _ in schema.VIEWS_V2:
+        conn.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
+    for table in (schema.cells, schema.rollouts):
+        for new, old in V5_RENAMES.items():
+            conn.execute(sa.text(f"ALTER TABLE {table.name} RENAME COLUMN {old} TO {new}"))
+        for column in table.columns:  # appended in the order the current schema lists them
+            if column.name in JERK_NAMES:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} DOUBLE"))
+    for name, select in schema.VIEWS_V2:
+        conn.execute(sa.text(f"CREATE VIEW {name} AS {select}"))
+
+
 UPDATES: dict[int, Callable[[sa.Connection], None]] = {1: update_to_1, 2: update_to_2, 3: update_to_3,
-                                                       4: update_to_4}
+                                                       4: update_to_4, 5: update_to_5}
 assert sorted(UPDATES) == list(range(1, schema.SCHEMA_VERSION + 1)), "one update_to_N per schema version"
 
 

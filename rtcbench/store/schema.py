@@ -1,11 +1,11 @@
 """The results schema, defined once with SQLAlchemy Core (duckdb-engine).
 
-Tables (schema version 4, `SCHEMA_VERSION`):
+Tables (schema version 5, `SCHEMA_VERSION`):
 
 - ``schema_version``: one row per applied migration step (version, applied_at, rtcbench_version).
 - ``runs``: one row per ``rtcbench run``: scenario identity, provenance, status and timing.
 - ``cells``: one row per finished cell (level x method x delay setup) of a run. The identity, outcome,
-  delay, smoothness and cost column names are fixed (DESIGN.md §4, issue #5); reports and CI use them.
+  delay, smoothness and cost column names are fixed (docs/contracts.md, "Store"); reports and CI use them.
   (run_id, level, method, setup) is unique, so a resumed run never duplicates a cell.
 - ``rollouts``: one row per rollout of a cell (paired by ``rollout`` index across cells that share
   env seeds, which is what `rtcbench compare` tests on).
@@ -17,6 +17,11 @@ Tables (schema version 4, `SCHEMA_VERSION`):
 - ``runs.overrides`` (v4): the ``rtcbench run --set PATH=VALUE`` overrides as a JSON list of the strings
   given, in order (NULL: the file as it is). They are part of the run's config hash through the scenario
   they produce, and ``--resume`` re-applies them.
+- smoothness (v5, issue #23): ``jerk_max_d1``, ``jerk_max_d2``, ``jerk_mean_d1``, ``jerk_mean_d2`` are
+  measured on the level's **used** action dimensions (`rtcbench.engine.smoothness`); the all-dimension
+  values, which is what these names meant up to v4, are ``jerk_all_*``. Migrating a v4 file renames its
+  old columns to ``jerk_all_*`` and adds the used-dimension ones as NULL: an old run's used-dimension
+  smoothness was never measured, and no number changes meaning under an old name.
 - ``inferences`` (since v2): one row per inference of a rollout: start step, true delay, forecast and
   actions consumed, from the cell's schedule. The delay CDF in reports is built from it.
 
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 RUN_STATUSES = ("running", "complete", "failed")
 
@@ -128,11 +133,12 @@ cells = sa.Table(
     sa.Column("forecast_miss_rate", sa.Double),
     sa.Column("over_forecast_rate", sa.Double),
     sa.Column("mean_exec_horizon", sa.Double),
-    # smoothness (fixed names): mean over rollouts of the per-rollout max (and mean) norm
-    sa.Column("jerk_max_d1", sa.Double),
-    sa.Column("jerk_max_d2", sa.Double),
-    sa.Column("jerk_mean_d1", sa.Double),
-    sa.Column("jerk_mean_d2", sa.Double),
+    # smoothness over ALL action dimensions (named jerk_* up to v4): mean over rollouts of the per-rollout
+    # max (and mean per step) norm of the first and second differences of the commanded actions
+    sa.Column("jerk_all_max_d1", sa.Double),
+    sa.Column("jerk_all_max_d2", sa.Double),
+    sa.Column("jerk_all_mean_d1", sa.Double),
+    sa.Column("jerk_all_mean_d2", sa.Double),
     # cost (fixed names)
     sa.Column("nfe_per_inference", sa.Double),
     sa.Column("vjp_per_inference", sa.Double),
@@ -148,6 +154,11 @@ cells = sa.Table(
     # v4: spread of the timed batched inference calls behind inference_ms (their 10th and 90th percentiles)
     sa.Column("inference_ms_p10", sa.Double),
     sa.Column("inference_ms_p90", sa.Double),
+    # v5: smoothness over the level's USED action dimensions (the fixed names reports and gates use)
+    sa.Column("jerk_max_d1", sa.Double),
+    sa.Column("jerk_max_d2", sa.Double),
+    sa.Column("jerk_mean_d1", sa.Double),
+    sa.Column("jerk_mean_d2", sa.Double),
     sa.UniqueConstraint("run_id", "level", "method", "setup", name="uq_cells_run_level_method_setup"),
 )
 
@@ -159,15 +170,20 @@ rollouts = sa.Table(
     sa.Column("solved", sa.Boolean, nullable=False),
     sa.Column("episode_return", sa.Double),
     sa.Column("episode_length", sa.Integer),
-    sa.Column("jerk_max_d1", sa.Double),
-    sa.Column("jerk_mean_d1", sa.Double),
-    sa.Column("jerk_max_d2", sa.Double),
-    sa.Column("jerk_mean_d2", sa.Double),
+    sa.Column("jerk_all_max_d1", sa.Double),  # all action dimensions (jerk_* up to v4)
+    sa.Column("jerk_all_mean_d1", sa.Double),
+    sa.Column("jerk_all_max_d2", sa.Double),
+    sa.Column("jerk_all_mean_d2", sa.Double),
     sa.Column("stall_steps", sa.Integer),
     sa.Column("wall_steps", sa.Integer),
     sa.Column("n_inferences", sa.Integer),
     sa.Column("nfe", sa.BigInteger),
     sa.Column("vjp", sa.BigInteger),
+    # v5: used action dimensions
+    sa.Column("jerk_max_d1", sa.Double),
+    sa.Column("jerk_mean_d1", sa.Double),
+    sa.Column("jerk_max_d2", sa.Double),
+    sa.Column("jerk_mean_d2", sa.Double),
 )
 
 # v2. No primary key on purpose: DuckDB's ART index makes bulk inserts of many rows slow, and the cell's

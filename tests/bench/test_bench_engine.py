@@ -1,4 +1,4 @@
-"""Engine throughput against the limit on the same machine, in the same run (DESIGN.md §7).
+"""Engine throughput against the limit on the same machine, in the same run (docs/DESIGN.md §7).
 
 The measurement itself is `rtcbench.engine.limit.engine_vs_limit` (also behind `rtcbench bench`):
 the engine's compiled episode (B = 64 rollouts x T steps of one size-s level) against the same physics

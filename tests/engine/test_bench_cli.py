@@ -13,6 +13,7 @@ POLICY = Path(__file__).resolve().parents[2] / "policies" / "s_h8_unicycle_balan
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_reports_engine_and_limit(capsys):
     capsys.readouterr()
     rc = main(["bench", "--policy", str(POLICY), "--batch", "8", "--steps", "16", "--repeats", "1",

@@ -10,6 +10,7 @@ from engine_helpers import N_FLOW, B, H, T, make_schedule, run, three_delay_setu
 from rtcbench.methods.config import NaiveMethod, SyncMethod
 
 PER_ROLLOUT = ("solved", "return", "length", "jerk_max_d1", "jerk_mean_d1", "jerk_max_d2", "jerk_mean_d2",
+               "jerk_all_max_d1", "jerk_all_mean_d1", "jerk_all_max_d2", "jerk_all_mean_d2",
                "stall_steps", "wall_steps", "n_inferences", "nfe", "vjp")
 
 
@@ -84,16 +85,21 @@ def test_metrics_consistent(level, policy, naive_three_setups):
     assert (p["wall_steps"] == p["length"]).all()  # no world pauses
     assert (p["nfe"] == p["n_inferences"] * N_FLOW).all() and (p["vjp"] == 0).all()
     assert out.nfe_per_inference == N_FLOW and out.vjp_per_inference == 0
-    # jerk from the recorded actions of the first episode
+    # smoothness from the recorded actions of the first episode: on the level's used action dims and on all
+    from rtcbench.levels import used_action_dims
+
+    used = used_action_dims(level)
+    assert 0 < len(used) < level.action_dim  # the level leaves dims unused, so the two measures differ
     acts = out.extra["actions"]
     for b in range(B):
-        a = acts[b, : p["length"][b]]
-        d1 = np.linalg.norm(np.diff(a, axis=0), axis=-1)
-        d2 = np.linalg.norm(a[2:] - 2 * a[1:-1] + a[:-2], axis=-1)
-        np.testing.assert_allclose(p["jerk_max_d1"][b], d1.max(), rtol=1e-5)
-        np.testing.assert_allclose(p["jerk_mean_d1"][b], d1.mean(), rtol=1e-5)
-        np.testing.assert_allclose(p["jerk_max_d2"][b], d2.max(), rtol=1e-5)
-        np.testing.assert_allclose(p["jerk_mean_d2"][b], d2.mean(), rtol=1e-5)
+        for prefix, a in (("jerk_all", acts[b, : p["length"][b]]), ("jerk", acts[b, : p["length"][b]][:, used])):
+            d1 = np.linalg.norm(np.diff(a, axis=0), axis=-1)
+            d2 = np.linalg.norm(a[2:] - 2 * a[1:-1] + a[:-2], axis=-1)
+            np.testing.assert_allclose(p[f"{prefix}_max_d1"][b], d1.max(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(p[f"{prefix}_mean_d1"][b], d1.mean(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(p[f"{prefix}_max_d2"][b], d2.max(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(p[f"{prefix}_mean_d2"][b], d2.mean(), rtol=1e-5, atol=1e-7)
+    assert (p["jerk_mean_d2"] < p["jerk_all_mean_d2"]).all()  # random weights put noise on the unused dims too
     # wasted evaluations: every policy call evaluates all B rollouts; starts (k >= 1) are the useful ones
     sched = make_schedule(three_delay_setups()["mixture"])
     starts = int(sched.start[:, 1:].sum())

@@ -14,7 +14,7 @@ from rtcbench.methods.weights import guidance_weight, prefix_weights, shift_pref
 
 
 def reference_weight(i, d, s, H, schedule):
-    """DESIGN.md §3, written out per position."""
+    """docs/DESIGN.md §3, written out per position."""
     if i >= H - s:
         return 0.0
     if schedule == "ones":

@@ -41,9 +41,9 @@ def test_spread_and_sign_disagreement_by_hand():
     assert between[0, 1] == between[1, 0] == 3.0  # chunk 0: |1 - 3| = 2, chunk 1: |-1 - 3| = 4
     assert disagree.tolist() == [1.0, 0.0]
     out = modality_summary(chunks, [0], boundary=np.array([0.5, 1.5]))
-    assert out["spread"]["value"] == 1.0 / 3.0
+    assert out["stochasticity"]["value"] == 1.0 / 3.0
     assert out["sign_disagreement"]["value"] == 0.5 and out["boundary_disagreement"]["value"] == 1.0
-    lo, hi = out["spread"]["ci95"]
+    lo, hi = out["stochasticity"]["ci95"]
     assert lo <= 1.0 / 3.0 <= hi
 
 

@@ -82,10 +82,12 @@ def test_bc_sidecar_records_data_and_modality(tiny_pipeline, tmp_path, capsys):
                             "samples": tiny_pipeline["data_meta"]["samples"]}
     mod = meta["modality"]
     assert mod["n_obs"] == 16 and mod["m"] == 16 and mod["boundary_s"] == 4
-    for key in ("spread", "sign_disagreement", "boundary_disagreement"):
+    for key in ("stochasticity", "sign_disagreement", "boundary_disagreement", "bimodal_share", "median_bic_gain"):
         lo, hi = mod[key]["ci95"]
-        assert lo <= mod[key]["value"] <= hi and mod[key]["value"] >= 0
-    assert 0 <= mod["sign_disagreement"]["value"] <= 1
+        assert lo <= mod[key]["value"] <= hi
+    assert "spread" not in mod and mod["stochasticity"]["value"] >= 0 and mod["boundary_disagreement"]["value"] >= 0
+    assert 0 <= mod["sign_disagreement"]["value"] <= 1 and 0 <= mod["bimodal_share"]["value"] <= 1
+    assert mod["bimodal_bic_margin"] == 10
     # `policy modality --record` rewrites the sidecar only; the weights and their hash stay valid
     copy = tmp_path / "bc"
     for ext in (".msgpack", ".json"):
@@ -93,9 +95,10 @@ def test_bc_sidecar_records_data_and_modality(tiny_pipeline, tmp_path, capsys):
     capsys.readouterr()
     rc = run_cli("policy", "modality", "--policy", str(copy), "--n-obs", "8", "--m", "4", "--record")
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert rc == 0 and out["n_obs"] == 8 and out["data"]["n_experts"] == 2
+    assert rc == 0 and out["n_obs"] == 8 and out["data"]["n_experts"] == 2 and "bimodal_share" in out
     reloaded = load_policy(copy)
     assert reloaded.sha256 == load_policy(tiny_pipeline["bc"]).sha256
     assert reloaded.meta["modality"]["n_obs"] == 8 and reloaded.meta["modality"]["m"] == 4
+    assert {"stochasticity", "bimodal_share", "median_bic_gain"} <= set(reloaded.meta["modality"])
     assert run_cli("policy", "modality", "--policy", str(copy), "--n-obs", "1") == 2
     assert run_cli("policy", "modality", "--policy", str(copy), "--boundary-s", "8") == 2

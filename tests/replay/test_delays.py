@@ -1,4 +1,4 @@
-"""Profiles, tail control, forecasters and seeds (DESIGN.md §2)."""
+"""Profiles, tail control, forecasters and seeds (docs/DESIGN.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The timeline contract (DESIGN.md §1): golden values, a step-by-step reference simulator, properties."""
+"""The timeline contract (docs/DESIGN.md §1): golden values, a step-by-step reference simulator, properties."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rtcbench.replay.schedule import n_delays_needed, schedule_from_delays
 
 
 def simulate(delays, horizon, H, T):
-    """Reference: run the controller of DESIGN.md §1 one step at a time (one rollout, plain Python).
+    """Reference: run the controller of docs/DESIGN.md §1 one step at a time (one rollout, plain Python).
 
     Each step: 1. swap in an arrived chunk, 2. maybe start an inference, 3. execute A[t] (stall if t >= H).
     """

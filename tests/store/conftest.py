@@ -57,8 +57,11 @@ def db_path(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def jax_cache_dir(tmp_path_factory) -> Path:
-    """One persistent JAX compilation cache for every `rtcbench run` process of this session."""
-    return tmp_path_factory.mktemp("jax_cache")
+    """One persistent JAX compilation cache for every `rtcbench run` of this session: the suite's shared
+    folder (tests/conftest.py) when tests/run.sh set it, else a temporary one."""
+    from suite_cache import shared_jax_cache  # tests/suite_cache.py (tests/ is on sys.path)
+
+    return shared_jax_cache() or tmp_path_factory.mktemp("jax_cache")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Helpers for the store tests: the real CLI in a subprocess, and runs written through the store API."""
+"""Helpers for the store tests: the real CLI in a subprocess or in this process, and runs written through the
+store API."""
 
 from __future__ import annotations
 
@@ -25,6 +26,31 @@ def cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: str | os
                           timeout=timeout, env=full_env, cwd=cwd or REPO_ROOT)
 
 
+def cli_here(*args: str, env: dict | None = None, **_ignored) -> subprocess.CompletedProcess:
+    """Run `rtcbench ARGS` in this process through the real entry point -> CompletedProcess (text), like
+    `cli` without a fresh interpreter: it shares this process's compiled episodes, so a test that is not
+    about process behaviour (kill, signals, locks, forced devices, Ray) does not import JAX and compile again.
+    `env` is set for the call and restored after it."""
+    import contextlib
+    import io
+
+    from rtcbench.cli.main import main
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["rtcbench", *args], code, out.getvalue(), err.getvalue())
+
+
 def rollout_columns(solved, jerk_d1=None, jerk_d2=None) -> dict[str, np.ndarray]:
     """Per-rollout rows for the store from solves [B] and jerks [B]; other columns are plain counts."""
     solved = np.asarray(solved, dtype=bool)
@@ -39,6 +65,11 @@ def rollout_columns(solved, jerk_d1=None, jerk_d2=None) -> dict[str, np.ndarray]
         "jerk_mean_d1": jerk_d1 / 4,
         "jerk_max_d2": jerk_d2,
         "jerk_mean_d2": jerk_d2 / 4,
+        # all action dims: the used dims' values plus as much again from unused ones
+        "jerk_all_max_d1": 2 * jerk_d1,
+        "jerk_all_mean_d1": jerk_d1 / 2,
+        "jerk_all_max_d2": 2 * jerk_d2,
+        "jerk_all_mean_d2": jerk_d2 / 2,
         "stall_steps": np.zeros(n, np.int32),
         "wall_steps": np.full(n, 32, np.int32),
         "n_inferences": np.full(n, 8, np.int32),

@@ -1,8 +1,9 @@
 """How a run is executed must not change what it measures (issue #15): `--only`, `--rollout-shards`,
 `--devices` and `--executor ray` against a plain local run of the same tiny scenario, row for row.
 
-Real engine, shipped policy, real processes. The whole-cell runs hit the session's persistent compile
-cache; a shard (8 of 16 rollouts) and a 2-device program each compile once more.
+Real engine, shipped policy. The runs run in this process (`cli_here`), sharing its compiled episodes;
+forced host devices, Ray and bench-sweep need processes of their own (`cli`), which share the session's
+persistent compile cache. A shard (8 of 16 rollouts) and a 2-device program each compile once more.
 """
 
 import json
@@ -12,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SPIKY_SETUP, scenario_yaml
-from store_helpers import cli
+from store_helpers import cli, cli_here
 
 from rtcbench.errors import UserError
 from rtcbench.executors import shard_bounds
-from rtcbench.runner import parse_only
+from rtcbench.plan import parse_only
 from rtcbench.scenario import Scenario
 from rtcbench.store import read_only
 
@@ -27,7 +28,7 @@ SPIKY = SPIKY_SETUP + """
     horizon: {kind: fixed_clock, s: 3}
 """
 ROLLOUT_COLUMNS = ("rollout, solved, episode_return, episode_length, jerk_max_d1, jerk_mean_d1, jerk_max_d2, "
-                   "jerk_mean_d2, stall_steps, wall_steps, n_inferences, nfe, vjp")
+                   "jerk_mean_d2, jerk_all_max_d1, jerk_all_mean_d2, stall_steps, wall_steps, n_inferences, nfe, vjp")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def _run_row(db):
 @pytest.fixture(scope="module")
 def whole_run(scenario_file, tmp_path_factory, jax_cache_dir):
     db = tmp_path_factory.mktemp("whole") / "r.duckdb"
-    proc = cli("run", str(scenario_file), "--db", str(db), env=_env(jax_cache_dir))
+    proc = cli_here("run", str(scenario_file), "--db", str(db), env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     assert _run_row(db) == [("complete", 4, 1, "local", 1, None)]
     with read_only(db) as conn:  # every cell's timed inference calls: the median inside its p10-p90 range
@@ -110,19 +111,19 @@ def test_the_ray_queue_starts_the_costliest_group_first_and_keeps_a_worker_on_it
 @pytest.mark.slow
 def test_only_runs_the_matching_cells_and_resume_keeps_the_filter(whole_run, scenario_file, tmp_path, jax_cache_dir):
     db = tmp_path / "only.duckdb"
-    proc = cli("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky", env=_env(jax_cache_dir))
+    proc = cli_here("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     assert _run_row(db) == [("complete", 2, 1, "local", 1, "setup=spiky")]
     rows = _rows(db)
     assert {r[2] for r in rows} == {"spiky"} and rows == [r for r in _rows(whole_run) if r[2] == "spiky"]
     with read_only(db) as conn:
         run_id = conn.execute("SELECT run_id FROM runs").fetchone()[0]
-    refused = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--only", "setup=fixed3")
+    refused = cli_here("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--only", "setup=fixed3")
     assert refused.returncode == 2 and "setup=spiky" in refused.stderr and "Traceback" not in refused.stderr
-    again = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
+    again = cli_here("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
     assert again.returncode == 0 and "already complete" in again.stderr, again.stderr
     for bad in ("setup=nope", "colour=red"):
-        proc = cli("run", str(scenario_file), "--db", str(tmp_path / "bad.duckdb"), "--only", bad)
+        proc = cli_here("run", str(scenario_file), "--db", str(tmp_path / "bad.duckdb"), "--only", bad)
         assert proc.returncode == 2 and "--only" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "bad.duckdb").exists()
 
@@ -131,7 +132,7 @@ def test_only_runs_the_matching_cells_and_resume_keeps_the_filter(whole_run, sce
 def test_set_overrides_are_recorded_hashed_and_re_applied_on_resume(whole_run, scenario_file, tmp_path, jax_cache_dir):
     db = tmp_path / "set.duckdb"
     sets = ["setups[0].profile.p_spike=0.6", "rollouts=16"]
-    proc = cli("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky,method=naive",
+    proc = cli_here("run", str(scenario_file), "--db", str(db), "--only", "setup=spiky,method=naive",
                *[a for s in sets for a in ("--set", s)], env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     with read_only(db) as conn:
@@ -143,13 +144,13 @@ def test_set_overrides_are_recorded_hashed_and_re_applied_on_resume(whole_run, s
                                     "AND method = 'naive'").fetchone()[0]
     assert json.loads(overrides) == sets and config_hash != whole_hash
     assert spikes > whole_spikes + 0.2  # p_spike 0.6 instead of the file's 0.2 reached the schedule
-    refused = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--set", "rollouts=16")
+    refused = cli_here("run", str(scenario_file), "--db", str(db), "--resume", run_id, "--set", "rollouts=16")
     assert refused.returncode == 2 and "p_spike=0.6" in refused.stderr and "Traceback" not in refused.stderr
-    again = cli("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
+    again = cli_here("run", str(scenario_file), "--db", str(db), "--resume", run_id, env=_env(jax_cache_dir))
     assert again.returncode == 0 and "already complete" in again.stderr, again.stderr
     bad_db = tmp_path / "bad.duckdb"
     for bad, said in (("setups[0].profile.p_spik=0.5", "did you mean 'p_spike'"), ("setups[7].x=1", "out of range")):
-        proc = cli("run", str(scenario_file), "--db", str(bad_db), "--set", bad)
+        proc = cli_here("run", str(scenario_file), "--db", str(bad_db), "--set", bad)
         assert proc.returncode == 2 and said in proc.stderr and "--set" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and not bad_db.exists()
 
@@ -157,7 +158,7 @@ def test_set_overrides_are_recorded_hashed_and_re_applied_on_resume(whole_run, s
 @pytest.mark.slow
 def test_rollout_shards_reassemble_the_whole_cells(whole_run, scenario_file, tmp_path, jax_cache_dir):
     db = tmp_path / "shards.duckdb"
-    proc = cli("run", str(scenario_file), "--db", str(db), "--rollout-shards", "2", env=_env(jax_cache_dir))
+    proc = cli_here("run", str(scenario_file), "--db", str(db), "--rollout-shards", "2", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     assert _run_row(db) == [("complete", 4, 1, "local", 2, None)]
     assert _rows(db) == _rows(whole_run)  # bit-identical, every rollout of every cell
@@ -167,11 +168,12 @@ def test_rollout_shards_reassemble_the_whole_cells(whole_run, scenario_file, tmp
         assert sharded.execute(query).fetchall() == whole.execute(query).fetchall()
         n_inf = "SELECT count(*), sum(d), sum(dhat) FROM inferences"
         assert sharded.execute(n_inf).fetchall() == whole.execute(n_inf).fetchall()
-    proc = cli("run", str(scenario_file), "--db", str(tmp_path / "odd.duckdb"), "--rollout-shards", "3")
+    proc = cli_here("run", str(scenario_file), "--db", str(tmp_path / "odd.duckdb"), "--rollout-shards", "3")
     assert proc.returncode == 2 and "--rollout-shards" in proc.stderr and not (tmp_path / "odd.duckdb").exists()
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_devices_are_asked_for_and_give_the_same_rollouts(whole_run, scenario_file, tmp_path, jax_cache_dir):
     proc = cli("run", str(scenario_file), "--db", str(tmp_path / "one.duckdb"), "--devices", "2")
     assert proc.returncode == 2 and "JAX sees 1" in proc.stderr and not (tmp_path / "one.duckdb").exists()
@@ -185,23 +187,10 @@ def test_devices_are_asked_for_and_give_the_same_rollouts(whole_run, scenario_fi
 
 
 @pytest.mark.slow
-def test_ray_executor_writes_what_a_local_run_writes(whole_run, scenario_file, tmp_path, jax_cache_dir):
-    pytest.importorskip("ray")
-    db = tmp_path / "ray.duckdb"
-    proc = cli("run", str(scenario_file), "--db", str(db), "--executor", "ray", "--workers", "2",
-               "--cpus-per-worker", "1", "--rollout-shards", "2",
-               env=_env(jax_cache_dir, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0"), timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _run_row(db) == [("complete", 4, 1, "ray", 2, None)]
-    assert _rows(db) == _rows(whole_run)
-    with read_only(db) as conn:  # one row per cell, whatever order the shards came back in
-        assert conn.execute("SELECT count(*), count(DISTINCT cell_id) FROM cells").fetchone() == (4, 4)
-
-
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_ray_on_two_levels_matches_local_and_compiles_each_group_once_per_worker(tmp_path, jax_cache_dir):
-    """Issue #15's done-when: 2 levels x 2 methods x 2 setups at --rollouts 8 on a local 2-worker Ray
-    cluster: every stored metric equals the local executor's, and each worker compiled each (level, method)
+    """Issue #15's done-when: 2 levels x 2 methods x 2 setups at --rollouts 8, each cell in 2 shards, on a local
+    2-worker Ray cluster (the module's one Ray cluster): every stored metric equals the local executor's, and each worker compiled each (level, method)
     group it ran exactly once (its log line: groups = episode compilations)."""
     pytest.importorskip("ray")
     import re
@@ -210,12 +199,15 @@ def test_ray_on_two_levels_matches_local_and_compiles_each_group_once_per_worker
     text = scenario_yaml("store_two_levels", SPIKY, methods="[{kind: naive}, {kind: rtc}]")
     path.write_text(text.replace("levels: [s/h8_unicycle_balance]", "levels: [s/h8_unicycle_balance, s/h5_rotate_fall]"))
     local, ray_db = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
-    proc = cli("run", str(path), "--db", str(local), "--rollouts", "8", env=_env(jax_cache_dir))
+    proc = cli_here("run", str(path), "--db", str(local), "--rollouts", "8", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = cli("run", str(path), "--db", str(ray_db), "--rollouts", "8", "--executor", "ray", "--workers", "2",
-               "--cpus-per-worker", "1", env=_env(jax_cache_dir, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0"), timeout=900)
+               "--cpus-per-worker", "1", "--rollout-shards", "2",
+               env=_env(jax_cache_dir, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0"), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _run_row(ray_db) == [("complete", 8, 1, "ray", 1, None)]
+    assert _run_row(ray_db) == [("complete", 8, 1, "ray", 2, None)]
+    with read_only(ray_db) as conn:  # one row per cell, whatever order the shards came back in
+        assert conn.execute("SELECT count(*), count(DISTINCT cell_id) FROM cells").fetchone() == (8, 8)
     rows = _rows(ray_db)
     assert len(rows) == 8 * 8 and {r[0] for r in rows} == {"s/h8_unicycle_balance", "s/h5_rotate_fall"}
     assert rows == _rows(local)
@@ -227,54 +219,142 @@ def test_ray_on_two_levels_matches_local_and_compiles_each_group_once_per_worker
 
 @pytest.mark.slow
 def test_render_re_simulates_a_stored_rollout(whole_run, tmp_path, jax_cache_dir):
-    """`rtcbench render` recomputes rollout 5 of a stored cell (checked against its stored outcome inside the
-    command) and writes one frame per step of its first episode."""
-    import json
-
+    """`rtcbench render` recomputes rollout 5 of a stored cell in the batch the run computed it in (the whole
+    cell here: one shard of 16), checks it against its stored row inside the command (return to the last
+    bit) and writes one frame per step of its first episode."""
     from PIL import Image
 
     out = tmp_path / "r5.gif"
-    proc = cli("render", "--db", str(whole_run), "--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "5",
+    proc = cli_here("render", "--db", str(whole_run), "--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "5",
                "--out", str(out), "--device", "cpu", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     stored = [r for r in _rows(whole_run) if r[1:4] == ("naive", "spiky", 5)][0]
-    assert info["checked_against_store"] and (info["solved"], info["length"]) == (stored[4], stored[6])
+    assert info["checked_against_store"] and info["shard"] == [0, 16] and info["replay_return_exact"]
+    assert (info["solved"], info["return"], info["length"]) == (stored[4], stored[5], stored[6])
     with Image.open(out) as gif:
         assert gif.n_frames == info["frames"] == stored[6] and gif.width >= 512
     for args, said in ((("--cell", "s/h8_unicycle_balance/nope/spiky"), "has no cell"),
                        (("--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "16"), "rollouts 0..15"),
-                       (("--cell", "s/h8_unicycle_balance/naive/spiky", "--out", str(tmp_path / "x.avi")), ".gif")):
-        bad = cli("render", "--db", str(whole_run), *args, "--device", "cpu")
+                       (("--cell", "s/h8_unicycle_balance/naive/spiky", "--out", str(tmp_path / "x.avi")), ".gif"),
+                       (("--cell", "s/h8_unicycle_balance/naive/spiky", "--scenario", str(tmp_path / "no.yaml")),
+                        "no such file")):
+        bad = cli_here("render", "--db", str(whole_run), *args, "--device", "cpu")
         assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-500:]
 
 
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, jax_cache_dir):
+    """A run where some rollouts fail: 25 steps leave the episodes that need 26 unfinished (the policy solves
+    every rollout of the module's scenario in 25 or 26 steps). Run in 2 shards of 8 rollouts."""
+    folder = tmp_path_factory.mktemp("mixed")
+    path = folder / "mixed.yaml"
+    path.write_text(scenario_yaml("store_mixed", SPIKY_SETUP + "\n", max_steps=25))
+    db = folder / "r.duckdb"
+    proc = cli_here("run", str(path), "--db", str(db), "--rollout-shards", "2", env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _run_row(db) == [("complete", 1, 1, "local", 2, None)]
+    outcomes = {bool(r[4]) for r in _rows(db) if r[3] >= 8}
+    assert outcomes == {False, True}, "the test needs failed and solved rollouts in the second shard"
+    return db
+
+
 @pytest.mark.slow
-def test_report_videos_show_the_first_failed_and_solved_rollouts(whole_run, tmp_path, jax_cache_dir):
+def test_render_draws_failed_and_solved_rollouts_of_a_sharded_run(mixed_run, tmp_path, jax_cache_dir):
+    """A failed and a solved rollout of the second shard [8, 16) of a 2-shard run, each re-simulated in that
+    shard (the same batch of 8 the run used) and equal to its stored row: solve, length and return; the
+    states drawn are replayed in that batch too and give the same float32 return."""
+    from PIL import Image
+
+    rows = [r for r in _rows(mixed_run) if r[3] >= 8]
+    for want in (False, True):
+        stored = next(r for r in rows if bool(r[4]) == want)
+        out = tmp_path / f"r{stored[3]}.gif"
+        proc = cli_here("render", "--db", str(mixed_run), "--cell", "s/h8_unicycle_balance/naive/spiky",
+                        "--rollout", str(stored[3]), "--out", str(out), "--device", "cpu", env=_env(jax_cache_dir))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert info["checked_against_store"] and info["shard"] == [8, 16] and info["replay_return_exact"]
+        assert (info["solved"], info["return"], info["length"]) == (want, stored[5], stored[6])
+        with Image.open(out) as gif:
+            assert gif.n_frames == info["frames"] == stored[6]
+
+
+@pytest.mark.slow
+def test_report_videos_show_the_first_failed_and_solved_rollouts(mixed_run, tmp_path, jax_cache_dir):
     from PIL import Image
 
     out = tmp_path / "rep"
-    proc = cli("report", "--db", str(whole_run), "--out", str(out), "--videos", "1", "--video-cells", "*/naive/spiky",
-               "--device", "cpu", env=_env(jax_cache_dir))
+    proc = cli_here("report", "--db", str(mixed_run), "--out", str(out), "--videos", "1", "--video-cells",
+                    "*/naive/spiky", "--device", "cpu", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [r for r in _rows(whole_run) if r[1:3] == ("naive", "spiky")]
+    rows = _rows(mixed_run)
     expected = {}
     for outcome, want in (("failed", False), ("solved", True)):
-        first = next((r for r in rows if bool(r[4]) == want), None)
-        if first is not None:
-            expected[f"s_h8_unicycle_balance_naive_spiky_{outcome}_r{first[3]}.gif"] = first[6]
-    assert expected and sorted(p.name for p in (out / "videos").iterdir()) == sorted(expected)
+        first = next(r for r in rows if bool(r[4]) == want)
+        expected[f"s_h8_unicycle_balance_naive_spiky_{outcome}_r{first[3]}.gif"] = first[6]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(expected)
     for name, length in expected.items():
         with Image.open(out / "videos" / name) as gif:
             assert gif.n_frames == length
     report = (out / "report.md").read_text()
     assert "## Rollout videos" in report and all(f"(videos/{name})" in report for name in expected)
-    assert report.index("## Rollout videos") < report.index("## Provenance")
+    assert report.index("## Rollout videos") < report.index("## Provenance") and "not rendered" not in report
     for args, said in ((("--videos", "1", "--video-cells", "*/nope/*"), "matches"),
                        (("--video-cells", "*",), "needs --videos")):
-        bad = cli("report", "--db", str(whole_run), "--out", str(tmp_path / "bad"), *args)
+        bad = cli_here("report", "--db", str(mixed_run), "--out", str(tmp_path / "bad"), *args)
         assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-500:]
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_a_rollout_whose_scenario_changed_or_moved_is_refused_by_render_and_listed_by_report(
+        whole_run, scenario_file, tmp_path, jax_cache_dir):
+    """The run's scenario file edited after the run (another config hash): `render` refuses the rollout and
+    `report --videos` still writes the report, listing each rollout with the reason. The same file moved to
+    another folder: `render` names `--scenario`, which renders it; `report` (which has no such option) lists
+    the missing file without naming it."""
+    made_here = tmp_path / "made_here.yaml"
+    text = scenario_file.read_text()
+    made_here.write_text(text)
+    db = tmp_path / "r.duckdb"
+    proc = cli_here("run", str(made_here), "--db", str(db), "--only", "method=naive,setup=spiky",
+                    env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    cell = ["--cell", "s/h8_unicycle_balance/naive/spiky", "--rollout", "3", "--device", "cpu"]
+
+    def report(name):
+        proc = cli_here("report", "--db", str(db), "--out", str(tmp_path / name), "--videos", "1", "--device", "cpu",
+                        env=_env(jax_cache_dir))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "--scenario" not in proc.stderr and "--rollout" not in proc.stderr, proc.stderr[-2000:]
+        page = (tmp_path / name / "report.md").read_text()
+        section = page[page.index("## Rollout videos"):page.index("## Provenance")]
+        assert not list((tmp_path / name / "videos").iterdir()) and "(videos/" not in section
+        first = _rows(db)[0]  # every rollout solves: the one picked is the first solved, rollout 0
+        assert f"| s/h8_unicycle_balance/naive/spiky | 0 | solved | {first[6]} | not rendered: " in section, section
+        assert "--scenario" not in section and "--rollout" not in section
+        return section
+
+    made_here.write_text(text.replace("env: 0", "env: 1"))  # another env seed: another config hash
+    refused = cli_here("render", "--db", str(db), *cell, "--out", str(tmp_path / "x.gif"))
+    assert refused.returncode == 2 and "changed since this run" in refused.stderr, refused.stderr[-500:]
+    assert "--rollout" not in refused.stderr and not (tmp_path / "x.gif").exists()
+    assert "changed since this run" in report("changed")
+
+    elsewhere = tmp_path / "elsewhere" / "moved.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(text)
+    made_here.unlink()
+    refused = cli_here("render", "--db", str(db), *cell, "--out", str(tmp_path / "x.gif"))
+    assert refused.returncode == 2 and "is not here" in refused.stderr and "--scenario" in refused.stderr
+    assert "is not here" in report("moved")
+    proc = cli_here("render", "--db", str(db), *cell, "--scenario", str(elsewhere), "--out", str(tmp_path / "r3.gif"),
+                    env=_env(jax_cache_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    stored = [r for r in _rows(whole_run) if r[1:4] == ("naive", "spiky", 3)][0]
+    assert (info["solved"], info["return"], info["frames"]) == (stored[4], stored[5], stored[6])
 
 
 def test_render_captions_follow_the_schedule():
@@ -300,7 +380,7 @@ def test_a_smaller_run_is_the_first_rollouts_of_a_larger_one(whole_run, scenario
     """Rollout b depends on (seeds, b) only: every cell of a `--rollouts 8` run equals the first 8 rollouts of
     the 16-rollout run, rollout for rollout (solves, returns, lengths, jerk, stalls)."""
     db = tmp_path / "eight.duckdb"
-    proc = cli("run", str(scenario_file), "--db", str(db), "--rollouts", "8", env=_env(jax_cache_dir))
+    proc = cli_here("run", str(scenario_file), "--db", str(db), "--rollouts", "8", env=_env(jax_cache_dir))
     assert proc.returncode == 0, proc.stderr
     assert _rows(db) == [r for r in _rows(whole_run) if r[3] < 8]
 
@@ -312,11 +392,11 @@ def test_merge_of_two_halves_equals_the_whole_run(whole_run, scenario_file, tmp_
     halves = []
     for setup in ("spiky", "fixed3"):
         db = tmp_path / f"{setup}.duckdb"
-        proc = cli("run", str(scenario_file), "--db", str(db), "--only", f"setup={setup}", env=_env(jax_cache_dir))
+        proc = cli_here("run", str(scenario_file), "--db", str(db), "--only", f"setup={setup}", env=_env(jax_cache_dir))
         assert proc.returncode == 0, proc.stderr
         halves.append(db)
     merged = tmp_path / "merged.duckdb"
-    proc = cli("merge", *map(str, halves), "--into", str(merged))
+    proc = cli_here("merge", *map(str, halves), "--into", str(merged))
     assert proc.returncode == 0, proc.stderr
     columns = ("level, method, setup, config_hash, comparability_key, n_rollouts, solve_rate, solve_ci_low, "
                "solve_ci_high, return_mean, length_mean, d_p50, d_p95, d_p99, d_max, dhat_p95, violation_rate, "
@@ -335,6 +415,7 @@ def _run_ids(db):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_sweep_times_three_runs_that_store_the_same_rollouts(scenario_file, tmp_path):
     """`rtcbench bench-sweep` (issue #15's benchmark): a cold local run, a warm one and a Ray run, each in
     its own process with its own DuckDB file; the warm run loads what the cold one compiled."""
@@ -351,8 +432,11 @@ def test_bench_sweep_times_three_runs_that_store_the_same_rollouts(scenario_file
     assert {r["cache"] for r in result["runs"]} == {"cache_local"}  # --ray-cache warm: one cache folder
     cold, warm, ray = result["runs"]
     assert cold["compile_s"] > 10  # two episodes compiled from nothing
-    assert result["warm_over_cold_compile"] == round(warm["compile_s"] / cold["compile_s"], 3) < 0.5
-    assert result["ray_over_local_wall"] == round(ray["process_wall_s"] / warm["process_wall_s"], 3)
+    # the ratios are of unrounded seconds; the runs list shows them rounded to 0.01 s, so recomputing from
+    # the list agrees to about 0.001 (an exact comparison failed on 76.54 / 20.66)
+    assert result["warm_over_cold_compile"] < 0.5
+    assert abs(result["warm_over_cold_compile"] - warm["compile_s"] / cold["compile_s"]) < 0.002
+    assert abs(result["ray_over_local_wall"] - ray["process_wall_s"] / warm["process_wall_s"]) < 0.002
     for run in result["runs"]:  # each run's own file holds exactly its run
         assert (keep / Path(run["log"]).name).exists()
         with read_only(Path(run["log"]).with_suffix(".duckdb")) as conn:
@@ -363,9 +447,9 @@ def test_bench_sweep_refuses_bad_input_before_running_anything(scenario_file, tm
     keep = tmp_path / "keep"
     for args, field in ((["--ray-cache", "tepid"], "--ray-cache"), (["--workers", "0"], "--workers"),
                         (["--set", "rollouts=-3"], "--set")):
-        proc = cli("bench-sweep", str(scenario_file), "--keep", str(keep), *args, timeout=120)
+        proc = cli_here("bench-sweep", str(scenario_file), "--keep", str(keep), *args, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert field in proc.stderr and "Traceback" not in proc.stderr
         assert not keep.exists()
-    proc = cli("bench-sweep", str(tmp_path / "missing.yaml"), timeout=120)
+    proc = cli_here("bench-sweep", str(tmp_path / "missing.yaml"), timeout=120)
     assert proc.returncode == 2 and "missing.yaml" in proc.stderr

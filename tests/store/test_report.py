@@ -6,8 +6,8 @@ import re
 import numpy as np
 from store_helpers import run_main, write_run
 
+from rtcbench.report.style import PAPER_METHODS, method_styles, ordered_methods
 from rtcbench.store import Store
-from rtcbench.store.style import PAPER_METHODS, method_styles, ordered_methods
 
 FIGURES = ("solve_rate", "jerk", "delay_survival", "violations_stalls")
 
@@ -173,3 +173,24 @@ def test_method_order_and_colours():
     assert len({s.color for s in one.values()}) == len(PAPER_METHODS)
     assert other["x.rtc_exp"].color == other["y.rtc_exp"].color == one["rtc_exp"].color
     assert other["x.rtc_exp"].hatch != other["y.rtc_exp"].hatch
+
+
+def test_findings_rank_smoothness_as_the_box_plot_shows_it(db_path, tmp_path, capsys):
+    """Findings name the smoothest and roughest method by the median over rollouts of jerk_mean_d2, the middle
+    line of the report's jerk boxes (issue #25): rtc_exp's few huge rollouts make its mean the larger, its
+    median the smaller. The paired table's jerk column is the same statistic (mean difference)."""
+    n = 32
+    rough_tail = np.r_[np.full(n - 4, 0.4), np.full(4, 40.0)]  # jerk_max_d2; the helper stores jerk_mean_d2 = / 4
+    steady = np.full(n, 0.8)
+    store = Store.open(db_path)
+    run_id = write_run(store, [
+        {"level": "s/x", "method": m, "setup": "a", "key": m, "solved": np.arange(n) < 20, "jerk_d2": jerk}
+        for m, jerk in (("naive", steady), ("rtc_exp", rough_tail))])
+    code, _, err = run_main(capsys, "report", "--db", str(db_path), "--run", run_id, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "smoothest rtc_exp (median jerk 0.1), roughest naive (0.2)" in text
+    assert "mean |second difference| per step, used action dims" in text
+    paired = _rows(text, "Paired against naive")
+    mean_diff = np.mean(rough_tail / 4 - steady / 4)
+    assert paired[0][9].startswith(f"{mean_diff:+.3g} [")

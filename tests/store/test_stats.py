@@ -76,3 +76,18 @@ def test_wilson_bounds_are_exact_at_the_extremes():
     for n in (1, 7, 256, 512, 4096):
         assert wilson_interval(n, n)[1] == 1.0
         assert wilson_interval(0, n)[0] == 0.0
+
+
+def test_mcnemar_sample_size_golden_and_inverse():
+    """n = (z_.975 sqrt(psi) + z_.8 sqrt(psi - delta^2))^2 / delta^2, worked by hand for delta 0.05, psi 0.2:
+    (1.959964 * 0.447214 + 0.841621 * 0.444410)^2 / 0.0025 = 625.56 -> 626 rollouts."""
+    import pytest
+
+    from rtcbench.stats import mcnemar_detectable_delta, mcnemar_rollouts_needed
+
+    assert mcnemar_rollouts_needed(0.05, 0.2) == 626
+    assert mcnemar_rollouts_needed(0.05, 0.1) < mcnemar_rollouts_needed(0.05, 0.2)  # fewer disagreements: fewer
+    delta = mcnemar_detectable_delta(512, 0.2)
+    assert mcnemar_rollouts_needed(delta, 0.2) <= 512 < mcnemar_rollouts_needed(delta - 0.001, 0.2)
+    with pytest.raises(ValueError):
+        mcnemar_rollouts_needed(0.3, 0.2)  # a difference larger than the discordant share is impossible

@@ -72,6 +72,7 @@ def _base_rank(method: str) -> float:
 
 
 def method_key(label: str) -> tuple:
+    """Sort key of a method label: family, then the method's place in the paper's order, then its name."""
     family, method = split_family(label)
     return (family, _base_rank(method), method)
 
@@ -83,6 +84,8 @@ def ordered_methods(labels) -> list[str]:
 
 @dataclass(frozen=True)
 class MethodStyle:
+    """How one method label is drawn: its fill colour and, for a family of an ablation, a hatch."""
+
     color: str
     hatch: str
 
