@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/suite_env.sh
 tier() { local name=$1; shift; local t0=$SECONDS; "$@"; echo "tier $name: $((SECONDS - t0)) s"; }
-tier heavy "$PY" -m pytest -q tests/engine tests/store tests/policy -m heavy "$@"
+tier heavy "$PY" -m pytest -q tests/engine tests/store -m heavy "$@"
 tier benchmarks "$PY" -m pytest -q tests/bench --benchmark-storage=file://tests/bench/baseline \
     --benchmark-compare=0002 --benchmark-compare-fail=min:150% --benchmark-columns=min,median,max,rounds

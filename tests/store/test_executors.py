@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SPIKY_SETUP, scenario_yaml
 from store_helpers import cli, cli_here
+from store_scenarios import SPIKY_SETUP, scenario_yaml
 
 from rtcbench.errors import UserError
 from rtcbench.executors import shard_bounds

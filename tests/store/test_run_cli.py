@@ -18,8 +18,8 @@ import time
 
 import duckdb
 import pytest
-from conftest import GATE_SETUPS, scenario_yaml
 from store_helpers import REPO_ROOT, cli, cli_here
+from store_scenarios import GATE_SETUPS, scenario_yaml
 
 from rtcbench.store import read_only
 
