@@ -176,18 +176,16 @@ def _run_row(conn: duckdb.DuckDBPyConnection, run_id: str, db_path: str, flag: s
 
 
 def resolve_run(conn: duckdb.DuckDBPyConnection, run_id: str, db_path: str, flag: str) -> tuple[str, str]:
-    """A run id, or a prefix that only one run id of the file starts with -> (run id, how it was found)."""
-    if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
-        return run_id, f"given ({flag})"
-    matches = [r[0] for r in conn.execute(
-        "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY started_at DESC", [run_id]).fetchall()]
-    if not run_id or not matches:
-        raise _no_run(conn, run_id, db_path, flag)
-    if len(matches) > 1:
-        shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
-        raise UserError(f"{run_id!r} is the start of {len(matches)} run ids ({shown}); give more of it",
-                        path=db_path, field=flag)
-    return matches[0], f"the one run id starting with {run_id!r} ({flag})"
+    """A run id, a prefix that only one run id of the file starts with, or ``latest`` (the store's
+    `resolve_run_id_in`, as every other command takes a run) -> (run id, how it was found)."""
+    from rtcbench.store.runs import LATEST, resolve_run_id_in
+
+    found = resolve_run_id_in(conn, run_id, db_path, flag)
+    if found == run_id:
+        return found, f"given ({flag})"
+    if run_id == LATEST:
+        return found, f"the latest run ({flag})"
+    return found, f"the one run id starting with {run_id!r} ({flag})"
 
 
 def _when(started) -> str:
