@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtcbench.device import DEVICES, select_device
-from rtcbench.errors import UserError
+from rtcbench.errors import UserError, output_error
 
 if TYPE_CHECKING:
     from rtcbench.executors import RayOptions
     from rtcbench.plan import PreparedCell, RunPlan
     from rtcbench.run_ui import RunUI
-    from rtcbench.store.db import Store
+    from rtcbench.store.db import Store, StoreWriteError
 
 
 @dataclass
@@ -95,6 +95,23 @@ def _check_arguments(req: RunRequest) -> None:
         import_ray()  # a missing extra is a usage error before anything is loaded or written
     check_db_path(req.db_path, must_exist=bool(req.resume))
     lock_timeout_from_env()
+    if req.compile_cache is not None:
+        _check_compile_cache(Path(req.compile_cache).expanduser())
+
+
+def _check_compile_cache(folder: Path) -> None:
+    """``--compile-cache`` must be a folder this process can create or write into, checked before any work:
+    JAX would otherwise fail deep in a run, or silently compile every episode again."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:  # the nearest part of the path that exists
+        existing = existing.parent
+    where = "" if existing == folder else f"it cannot be created inside {existing}: "
+    if not existing.is_dir():
+        raise UserError(f"{where}{existing} is a file, not a folder; give a folder for JAX's compilation cache",
+                        path=str(folder), field="--compile-cache")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{where}{existing} is not writable (read-only or no permission); give a writable folder, "
+                        "or --no-compile-cache", path=str(folder), field="--compile-cache")
 
 
 def _check_resumable(recorded: dict, run_id: str, config_hash: str, scenario_path) -> None:
@@ -119,18 +136,24 @@ def _apply_recorded_rollouts(req: RunRequest, recorded: dict) -> None:
 
 def _apply_recorded_sets(req: RunRequest, recorded: dict) -> None:
     """``--resume`` re-applies the run's ``--set`` overrides; different ones given now are refused."""
+    from rtcbench.scenario.bounds import shown_sets
+
     if req.sets is not None and req.sets != recorded["overrides"]:
-        shown = " ".join(f"--set {s}" for s in recorded["overrides"] or []) or "no --set"
-        raise UserError(f"run {req.resume} was made with {shown}; resume it with the same overrides (or none, "
-                        "which re-applies them)", field="--set")
+        made = shown_sets(recorded["overrides"]) if recorded["overrides"] else "no --set"
+        raise UserError(f"run {req.resume} was made with {made}, but {shown_sets(req.sets)} was given; resume "
+                        "it with the same overrides (or none, which re-applies them)", field="--set")
     req.sets = recorded["overrides"]
 
 
 def _apply_recorded_only(req: RunRequest, recorded: dict) -> None:
     """``--resume`` re-applies the run's ``--only`` filter; a different one given now is refused."""
-    if req.only is not None and req.only != recorded["cell_filter"]:
-        raise UserError(f"run {req.resume} was made with --only {recorded['cell_filter']!r}; resume it with the same "
-                        "filter (or none, which re-applies it)", field="--only")
+    from rtcbench.scenario.bounds import short_repr
+
+    recorded_only = recorded["cell_filter"]
+    if req.only is not None and req.only != recorded_only:
+        made = f"with --only {short_repr(recorded_only)}" if recorded_only else "without --only (on every cell)"
+        raise UserError(f"run {req.resume} was made {made}, but --only {short_repr(req.only)} was given; resume it "
+                        "with the same filter (or none, which re-applies it)", field="--only")
     req.only = recorded["cell_filter"]
 
 
@@ -163,7 +186,10 @@ def resolve_plan(req: RunRequest) -> RunPlan:
 
         if req.devices > len(jax.devices()):
             raise UserError(f"asks for {req.devices} devices but JAX sees {len(jax.devices())}", field="--devices")
-    req.compile_cache_dir = cc.enable(req.compile_cache)
+    try:
+        req.compile_cache_dir = cc.enable(req.compile_cache)
+    except OSError as exc:  # e.g. a folder under /proc, which no permission check foresees
+        raise output_error(exc, req.compile_cache, "--compile-cache", what="create the compile cache folder") from None
     return build_plan(scenario, select)
 
 
@@ -234,7 +260,8 @@ def _execute_and_write(req: RunRequest, plan: RunPlan, opened: OpenRun, store: S
 
 
 def _mark_failed(exc: BaseException, req: RunRequest, opened: OpenRun, store: Store, ui: RunUI,
-                 t_start: float) -> None:
+                 t_start: float) -> bool:
+    """Set the run's status to failed with the error's text -> whether that write succeeded."""
     from rtcbench.store.db import Store as StoreCls
 
     message = "".join(traceback.format_exception_only(type(exc), exc)).strip() or type(exc).__name__
@@ -249,7 +276,17 @@ def _mark_failed(exc: BaseException, req: RunRequest, opened: OpenRun, store: St
             compile_s=opened.previous_compile_s + opened.compile_s)
     except Exception as inner:  # the original error matters more; say why the status could not be set
         ui.print(f"could not mark run {opened.run_id} failed: {inner}")
+        return False
     ui.print(f"run {opened.run_id} failed: {message.splitlines()[-1]}; resume it with --resume {opened.run_id}")
+    return True
+
+
+def _store_write_failed(exc: StoreWriteError, run_id: str, marked: bool) -> UserError:
+    """The one-paragraph error of a run whose database write failed (disk full, ``ulimit -f``): what failed,
+    that the cells stored before are kept, and how to go on."""
+    status = "is marked failed" if marked else "could not be marked failed either (it shows as running)"
+    return UserError(f"{exc.message}. Run {run_id} {status}; the cells stored before are kept: free space and add "
+                     f"the rest with --resume {run_id}", path=exc.path, field=exc.field)
 
 
 def _cache_line(req: RunRequest, cache_dir, counts: tuple[int, int], compile_s: float) -> str:
@@ -270,7 +307,7 @@ def execute_request(req: RunRequest, ui: RunUI | None = None) -> int:
     (tested on CPU: bit-identical)."""
     from rtcbench.engine import compile_cache as cc
     from rtcbench.run_ui import RunUI, print_summary
-    from rtcbench.store.db import Store
+    from rtcbench.store.db import Store, StoreWriteError
 
     t_start = time.perf_counter()
     ui = ui or RunUI(req.rollout_shards)
@@ -291,14 +328,22 @@ def execute_request(req: RunRequest, ui: RunUI | None = None) -> int:
     try:
         _execute_and_write(req, plan, opened, store, ui, cache_dir)
     except BaseException as exc:
-        _mark_failed(exc, req, opened, store, ui, t_start)
+        marked = _mark_failed(exc, req, opened, store, ui, t_start)
         if isinstance(exc, _Terminated):
             return 143
+        if isinstance(exc, StoreWriteError):
+            raise _store_write_failed(exc, opened.run_id, marked) from None
         raise
     finally:
         signal.signal(signal.SIGTERM, old_handler)
-    store.finish_run(opened.run_id, status="complete", wall_s=opened.previous_wall_s + time.perf_counter() - t_start,
-                     compile_s=opened.previous_compile_s + opened.compile_s)
+    try:
+        store.finish_run(opened.run_id, status="complete",
+                         wall_s=opened.previous_wall_s + time.perf_counter() - t_start,
+                         compile_s=opened.previous_compile_s + opened.compile_s)
+    except StoreWriteError as exc:
+        raise UserError(f"{exc.message}. Every cell of run {opened.run_id} is stored, but the run could not be marked "
+                        f"complete: free space and mark it with --resume {opened.run_id}", path=exc.path,
+                        field=exc.field) from None
     print_summary(req.db_path, opened.run_id, store.lock_timeout_s)
     ui.print(_cache_line(req, cache_dir, counts, opened.compile_s))
     return 0

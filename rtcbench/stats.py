@@ -1,6 +1,7 @@
 """Statistics for cells and paired comparisons (host side, numpy/scipy; deterministic).
 
-- `wilson_interval`: the Wilson score interval of a binomial proportion (solve rate).
+- `wilson_interval`: the Wilson score interval of a binomial proportion (solve rate), statsmodels'
+  ``proportion_confint(method="wilson")``.
 - `mcnemar`: McNemar's test on paired binary outcomes (per-rollout solves of two cells that share
   env seeds). Always the exact two-sided binomial test on the discordant pairs: it is cheap at any n,
   and the chi-square approximation it replaces misstates p near the 0.05 line with few pairs.
@@ -9,8 +10,9 @@
   of the values at or below it (numpy's ``inverted_cdf``). It always returns a value that occurred, so a
   delay percentile is a realisable whole number of steps (never "p95 3.9 steps").
 - `paired_bootstrap`: a percentile bootstrap interval of the mean paired difference (candidate minus
-  baseline), e.g. of per-rollout jerk. Resamples rollout indices, so the pairing is kept. A fixed seed
-  makes it deterministic.
+  baseline), e.g. of per-rollout jerk: ``scipy.stats.bootstrap(paired=True, method="percentile")``, which
+  resamples rollout indices, so the pairing is kept. A numpy Generator seeded with the given seed makes it
+  deterministic.
 """
 
 from __future__ import annotations
@@ -36,15 +38,14 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return (math.nan, math.nan)
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    from statsmodels.stats.proportion import proportion_confint
+
+    # statsmodels takes the two-sided level alpha; z = Z_95 gives alpha = 0.05 (its critical value is z again)
+    low, high = proportion_confint(successes, n, alpha=2.0 * float(_sps.norm.sf(z)), method="wilson")
     # At k = 0 and k = n the bounds are exactly 0 and 1; floating point would leave them 1e-16 inside,
     # putting the point estimate outside its own interval.
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
+    low = 0.0 if successes == 0 else float(low)
+    high = 1.0 if successes == n else float(high)
     return (low, high)
 
 
@@ -99,9 +100,12 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> BootstrapResult:
-    """Percentile bootstrap interval of mean(candidate - baseline) over paired rollouts.
+    """Percentile bootstrap interval of mean(candidate - baseline) over paired rollouts
+    (``scipy.stats.bootstrap`` with ``paired=True``, ``method="percentile"``, `n_resamples` resamples drawn by
+    ``np.random.default_rng(seed)``).
 
-    Non-finite pairs (e.g. jerk of a one-step episode) are dropped before resampling.
+    Non-finite pairs (e.g. jerk of a one-step episode) are dropped before resampling. One pair has one
+    resample, itself: the interval is that pair's difference.
     """
     baseline = np.asarray(baseline, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
@@ -112,12 +116,18 @@ def paired_bootstrap(
     n = diffs.size
     if n == 0:
         return BootstrapResult(math.nan, math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    means = diffs[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return BootstrapResult(float(diffs.mean()), float(low), float(high), float(baseline[keep].mean()), n)
+    diff = float(diffs.mean())
+    if n == 1:  # scipy needs two observations; every resample of one pair is that pair
+        return BootstrapResult(diff, diff, diff, float(baseline[keep].mean()), 1)
+    result = _sps.bootstrap((baseline[keep], candidate[keep]), _mean_difference, paired=True, vectorized=True,
+                            n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                            rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return BootstrapResult(diff, float(low), float(high), float(baseline[keep].mean()), n)
+
+
+def _mean_difference(baseline: np.ndarray, candidate: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(candidate - baseline, axis=axis)
 
 
 def mcnemar_rollouts_needed(delta: float, discordance: float, *, alpha: float = 0.05, power: float = 0.8) -> int:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from rtcbench.errors import UserError
+from rtcbench.errors import UserError, make_output_dir, write_text_atomically
 from rtcbench.stats import nearest_rank_percentile
 
 METHODS = ("naive", "rtc", "bid", "te", "sync", "ttrtc")
@@ -180,13 +180,24 @@ def bench_sweep_cmd(
     line = json.dumps(result)
     print(line)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as fh:
-            fh.write(line + "\n")
+        _append_line(out, line)
     if not result["metrics_equal"]:
         print("bench-sweep: the three runs stored different rollouts, so their timings do not compare "
               "(rerun with --keep DIR to inspect them)", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _append_line(out: Path, line: str) -> None:
+    """Append one line to the JSON-lines file ``--out``: the whole file is rewritten under a temporary name and
+    renamed into place, so a full disk never leaves it cut mid-line (a `UserError` naming it instead)."""
+    make_output_dir(out.parent, "--out")
+    try:
+        previous = out.read_text(encoding="utf-8") if out.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the file to append to it ({exc})", path=str(out), field="--out") from None
+    if previous and not previous.endswith("\n"):
+        previous += "\n"
+    write_text_atomically(out, previous + line + "\n", "--out")
 
 
 def render_cmd(

@@ -232,8 +232,10 @@ def curves_cmd(
     out: Path = typer.Option(Path("curves"), help="Output folder: <name>.png and .svg per sidecar."),
 ) -> None:
     """Draw the training curves recorded in checkpoint sidecars (reward and training solve rate of experts,
-    loss per epoch of BC and training-time RTC), shipped policies included."""
-    from rtcbench.policy.curves import histories_from_sidecar, plot_curves
+    loss per epoch of BC and training-time RTC, validation loss where recorded), with the sidecar's final
+    closed-loop solve rates, shipped policies included. Titles name the level, the kind and the sidecar's path
+    relative to the working directory."""
+    from rtcbench.policy.curves import curves_title, evals_from_sidecar, histories_from_sidecar, plot_curves
 
     for path in sidecars:
         sidecar = path if path.suffix == ".json" else path.with_suffix(".json")
@@ -245,8 +247,8 @@ def curves_cmd(
         if not histories:
             raise UserError("has no training history to draw", path=str(sidecar))
         name = "_".join(p for p in sidecar.with_suffix("").parts[-3:] if p not in (".", ".."))
-        level = meta.get("level") or (meta.get("config") or {}).get("level", "")
-        png, _ = plot_curves(histories, out / name, title=f"{level}: {sidecar}")
+        png, _ = plot_curves(histories, out / name, title=curves_title(sidecar, meta),
+                             evals=evals_from_sidecar(meta))
         print(png)
 
 

@@ -327,8 +327,9 @@ def report_cmd(
         import shutil
         import tempfile
 
-        from rtcbench.videos import pick_report_rollouts
+        from rtcbench.videos import check_gif_fps, pick_report_rollouts
 
+        check_gif_fps(fps)  # the videos are GIFs
         picked = pick_report_rollouts(path, run_id, videos, video_cells)  # bad patterns fail before any work
         from rtcbench.device import select_device
 
@@ -349,7 +350,9 @@ def report_cmd(
         text = written.read_text()
         at = text.find("\n## Provenance")
         block = "\n" + "\n".join(section)
-        written.write_text(text[:at] + block + text[at:] if at >= 0 else text + block)
+        from rtcbench.errors import write_text_atomically
+
+        write_text_atomically(written, text[:at] + block + text[at:] if at >= 0 else text + block, "--out")
     else:
         with read_only(path, require_current=True) as conn:
             written = write_report(conn, run_id, out, db_path=str(path))
@@ -381,6 +384,10 @@ def compare_cmd(
 
     Without run ids, the candidate is the latest complete run and the baseline the latest complete run
     before it with a comparable cell; the output says which runs were picked and why.
+
+    A not-comparable row names the stored fields that differ (e.g. "policy sha256 differs;
+    setups[lt5].profile.p_spike 0.05 -> 0.1"). Against a run made with --only, the cells both runs hold are
+    compared and the others are listed once in a note; they never fail the gate.
 
     Exit 0: no regression; 1: regression; 2: invalid or not comparable results; 4: usage error (a bad
     flag, an unknown run id, no run to pick, a missing or unreadable database), so CI can tell a broken job
@@ -420,9 +427,9 @@ def compare_cmd(
             "baseline": result.baseline, "candidate": result.candidate, "exit_code": result.exit_code,
             "baseline_db": result.baseline_db, "candidate_db": result.candidate_db, "selection": result.selection,
             "thresholds": thresholds, "notes": result.notes, "changed_only": changed_only,
-            "cells_hidden": len(result.cells) - len(shown),
+            "cells_hidden": len(result.cells) - len(shown), "only_in": result.only_in,
             "cells": [{"comparability_key": c.comparability_key, "level": c.level, "method": c.method,
-                       "setup": c.setup, "outcome": c.outcome, "reason": c.reason,
+                       "setup": c.setup, "outcome": c.outcome, "reason": c.reason, "differences": c.differences,
                        "metrics": [vars(m) for m in c.metrics]} for c in shown],
         }, indent=1, default=str))
     else:
@@ -510,9 +517,14 @@ def study_cmd(
     allow_dirty: Annotated[bool, typer.Option(
         "--allow-dirty", help="Use runs made from a checkout with uncommitted changes (refused by default: their "
         "code is not any commit's); the page marks each such run.")] = False,
+    confirm: Annotated[list[str] | None, typer.Option(
+        "--confirm", help="Run id of the pre-registered confirmatory tail matrix (scenario "
+        "tail_confirm_multiexpert, held-out seeds); repeatable (one run per part, e.g. each --only part). Its "
+        "hypotheses H0 and S1-S9 are judged as docs/study/preregistration_tail.md registers them.")] = None,
 ) -> None:
-    """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the paper's
-    constant-delay ordering with paired tests, the tail matrix, and cost."""
+    """Write the tail-latency study page (docs/study/README.md + PNGs) from the results file: the pre-registered
+    confirmatory tail matrix (--confirm), the paper's constant-delay ordering with paired tests, the tail
+    matrix, and cost."""
     from rtcbench.store.db import read_only, resolve_db_path
     from rtcbench.study import check_sweep, check_tail, find_runs, load_runs, read_bench_lines, write_study
 
@@ -539,17 +551,26 @@ def study_cmd(
             if not families(ablation_data):
                 raise UserError("no method of this run is labelled FAMILY.METHOD, so it holds no policy family to "
                                 "compare", path=str(path), field="--ablation")
-        if sweep_data is None and tail_data is None and ablation_data is None:
-            raise UserError("nothing to write: give --ablation, or keep the sweep or the tail", field="--skip-sweep")
+        confirm_data = None
+        if confirm:
+            from rtcbench.study.confirm import check_confirm
+
+            confirm_data = load_runs(conn, find_runs(conn, "", list(confirm), str(path), "--confirm",
+                                                     allow_dirty=allow_dirty))
+            check_confirm(confirm_data)
+        if sweep_data is None and tail_data is None and ablation_data is None and confirm_data is None:
+            raise UserError("nothing to write: give --confirm or --ablation, or keep the sweep or the tail",
+                            field="--skip-sweep")
         command = " ".join(["rtcbench study",
                             *([f"--sweep {r['run_id']}" for r in sweep_data.runs] if sweep_data else ["--skip-sweep"]),
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
+                            *[f"--confirm {r}" for r in confirm or []],
                             *[f"--ablation {r}" for r in ablation or []],
                             *[f"--extra {r}" for r in extra or []],
                             *[f"--bench {p}" for p in bench or []], *(["--allow-dirty"] if allow_dirty else []),
                             f"--out {out}"])
         page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command,
-                           extras=extras, ablation=ablation_data)
+                           extras=extras, ablation=ablation_data, confirm=confirm_data)
     print(f"study written to {page}")
 
 

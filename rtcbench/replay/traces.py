@@ -29,12 +29,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from rtcbench.errors import NESTED_TOO_DEEPLY, UserError
+from rtcbench.errors import NESTED_TOO_DEEPLY, UserError, make_output_dir, os_error_reason, write_text_atomically
 from rtcbench.replay.base import StrictModel
 
 TRACE_FORMAT = "rtcbench-trace"
 TRACE_FORMAT_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+LATENCY_RULE = "latencies are finite numbers >= 0 (ms)"
 
 
 class TraceHeader(StrictModel):
@@ -68,18 +69,62 @@ def validate_latencies(values, *, path: str | None, field: str = "latencies_ms")
         if isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise UserError(f"{v!r} is not a number; latencies are finite numbers >= 0 (ms)", path=path, field=f"{field}[{i}]")
-        fv = float(v)
+            raise UserError(f"{_shown(v)} is not a number; {LATENCY_RULE}", path=path, field=f"{field}[{i}]")
+        try:
+            fv = float(v)
+        except OverflowError:  # an integer of hundreds of digits: past the largest float
+            raise UserError(f"{_shown(v)} is too large to be a latency; {LATENCY_RULE}",
+                            path=path, field=f"{field}[{i}]") from None
         if not math.isfinite(fv):
-            raise UserError(f"{v!r} is not finite; latencies are finite numbers >= 0 (ms)", path=path, field=f"{field}[{i}]")
+            raise UserError(f"{_shown(v)} is not finite; {LATENCY_RULE}", path=path, field=f"{field}[{i}]")
         if fv < 0:
-            raise UserError(f"{v!r} is negative; latencies are finite numbers >= 0 (ms)", path=path, field=f"{field}[{i}]")
+            raise UserError(f"{_shown(v)} is negative; {LATENCY_RULE}", path=path, field=f"{field}[{i}]")
         out[i] = fv
     return out
 
 
+def _shown(value, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message echoes the input, never all of it.
+    An integer past 128 bits is described by its digit count (``str`` refuses one of over 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        if value.bit_length() < 14_000:
+            return f"an integer of {len(str(abs(value)))} digits"
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _reject_constant(token: str):
     raise ValueError(token)
+
+
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object (`json` silently keeps the last; a trace refuses it)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """`json.loads` object hook that refuses a key given twice, as the scenario's YAML loader does."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _duplicate_key_error(exc: _DuplicateKey, where: str) -> UserError:
+    return UserError(f"key {_shown(exc.key)} appears twice in one JSON object; give each key once", path=where,
+                     field=exc.key)
+
+
+def _read_json(path: Path, text: str):
+    """JSON of a trace or an import file: NaN/Infinity and a key given twice are refused (as ValueError /
+    `_DuplicateKey`, which the callers turn into their own `UserError`)."""
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -88,13 +133,18 @@ def read_trace(path: str | Path) -> Trace:
     where = str(path)
     if not path.is_file():
         raise UserError("trace file not found", path=where)
-    raw = path.read_bytes()
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot be read: {os_error_reason(exc)}", path=where) from None
+    try:
+        data = _read_json(path, raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise UserError("is not UTF-8 text; a trace is a JSON file (see `rtcbench trace import`)", path=where) from None
     except RecursionError:
         raise UserError(NESTED_TOO_DEEPLY + "; a trace is a JSON object with a flat list 'latencies_ms'", path=where) from None
+    except _DuplicateKey as exc:
+        raise _duplicate_key_error(exc, where) from None
     except ValueError as exc:
         if str(exc) in ("NaN", "Infinity", "-Infinity"):
             raise UserError(
@@ -138,10 +188,13 @@ def write_trace(
     version: int = 1,
     hardware: str | None = None,
     load: str | None = None,
+    field: str | None = "--out-dir",
 ) -> str:
     """Validate and write a trace file; returns the sha256 of the bytes written.
 
-    The header is pretty-printed and the latencies are written 10 per line, rounded to 1 µs.
+    The header is pretty-printed and the latencies are written 10 per line, rounded to 1 µs. The file is
+    written under a temporary name and renamed into place (`rtcbench.errors.atomic_output`): a failed
+    write leaves no partial file and is a `UserError` naming the path and ``field``, the option it came from.
     """
     path = Path(path)
     values = latencies_ms if isinstance(latencies_ms, (list, tuple)) else np.asarray(latencies_ms).ravel()
@@ -159,10 +212,8 @@ def write_trace(
     body = ',\n  "latencies_ms": [\n    ' + ",\n    ".join(lines) + "\n  ]\n}\n"
     text = head + body
     json.loads(text)  # the file is plain JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    make_output_dir(path.parent, field)
+    write_text_atomically(path, text, field)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -209,7 +260,9 @@ def load_latencies(
         raise UserError("give both --start and --end timestamp columns, or neither", path=where)
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+            data = _read_json(path, path.read_text(encoding="utf-8"))
+        except _DuplicateKey as exc:
+            raise _duplicate_key_error(exc, where) from None
         except ValueError as exc:
             raise UserError(f"is not valid JSON or contains NaN/Infinity ({exc})", path=where) from None
         except RecursionError:

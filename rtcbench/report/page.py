@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from rtcbench.errors import make_output_dir, write_text_atomically
 from rtcbench.paired import SMOOTHNESS_LABEL
 from rtcbench.report.delays import delay_table, plot_delay_survival
 from rtcbench.report.figures import JERK_PANELS, plot_jerk, plot_rates, plot_solve_rate
@@ -171,7 +172,10 @@ def _cost_section(cells: pd.DataFrame) -> list[str]:
 
 def write_report(conn: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *, db_path: str = "",
                  reports_dir: Path = REPORTS_DIR) -> Path:
-    """Write ``out_dir/report.md`` and its figures (PNG and SVG) for one run -> the page's path."""
+    """Write ``out_dir/report.md`` and its figures (PNG and SVG) for one run -> the page's path.
+
+    Every file goes through a temporary name renamed into place; a folder that cannot be made or a failed
+    write (full disk, read-only) is a `UserError` naming the path and ``--out``."""
     data = run_queries(conn, run_id, reports_dir)
     run = data["run"].iloc[0]
     cells, jerk, delays, rates = (sort_cells(data["cells"]), data["jerk"], data["delay_survival"],
@@ -179,13 +183,12 @@ def write_report(conn: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *,
     cells["inference_ms_range"] = [
         MISSING if is_missing(lo) or is_missing(hi) else f"{ms(lo)}-{ms(hi)}"
         for lo, hi in zip(cells["inference_ms_p10"], cells["inference_ms_p90"], strict=True)]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir, "--out")
     path = out_dir / "report.md"
     lines = _header(run, run_id, cells)
     if cells.empty:
         lines += ["No cell of this run has finished yet, so there is nothing to plot.", ""]
-        path.write_text("\n".join(lines))
-        return path
+        return write_text_atomically(path, "\n".join(lines), "--out")
     groups = schedule_groups(rates)
     lines += ["## Findings", "", *findings(cells, jerk), ""]
     lines += _solve_rate_section(cells, out_dir)
@@ -202,5 +205,4 @@ def write_report(conn: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *,
         f"run_id = '{run_id}'\"`.",
         "",
     ]
-    path.write_text("\n".join(lines))
-    return path
+    return write_text_atomically(path, "\n".join(lines), "--out")

@@ -7,7 +7,8 @@
 - **Colours**: the Okabe-Ito palette, which stays distinguishable under the common colour-vision
   deficiencies. A method has one colour in every figure (by its base method; families of an ablation are
   told apart by a hatch). Delay setups and rate kinds use their own fixed lists of the same palette.
-- **Files**: every figure is written as a PNG at `DPI` and as an SVG beside it.
+- **Files**: every figure is written as a PNG at `DPI` and as an SVG beside it, each through a temporary
+  file renamed into place.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from rtcbench.errors import atomic_output
 
 # The paper's methods in its order, naive first (also the methods of the study's constant-delay sweep).
 PAPER_METHODS = ("naive", "rtc_exp", "rtc_hard", "bid16", "te", "ttrtc")
@@ -104,12 +107,20 @@ def method_styles(labels) -> dict[str, MethodStyle]:
             for m in methods}
 
 
-def save_figure(fig, png: Path) -> list[Path]:
-    """Write `png` (at `DPI`) and an SVG beside it, then close the figure -> the paths written."""
+def save_figure(fig, png: Path, field: str | None = "--out") -> list[Path]:
+    """Write `png` (at `DPI`) and an SVG beside it, then close the figure -> the paths written.
+
+    Each file is written under a temporary name and renamed into place (`rtcbench.errors.atomic_output`),
+    so a full disk leaves no empty or partial figure; the failure is a `UserError` naming the file and
+    ``field``, the option that chose the folder."""
     import matplotlib.pyplot as plt
 
     svg = png.with_suffix(".svg")
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    try:
+        with atomic_output(png, field) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        with atomic_output(svg, field) as tmp:
+            fig.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})
+    finally:
+        plt.close(fig)
     return [png, svg]

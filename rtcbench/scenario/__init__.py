@@ -28,6 +28,8 @@ Modules, one job each:
 - `rtcbench.scenario.files`: the checks that the levels, traces and policies a scenario names exist;
 - `rtcbench.scenario.paths`: level paths versus level names, and relative path resolution;
 - `rtcbench.scenario.overrides`: ``--set PATH=VALUE`` (`parse_set`, `apply_sets`);
+- `rtcbench.scenario.bounds`: the size bound of a parsed document (YAML alias bombs) and the bounded echo
+  of inputs in error messages;
 - `rtcbench.scenario.hashing`: ``config_hash``, ``comparability_key`` and the per-cell hashes (what
   each covers is in that module's docstring).
 

@@ -1,5 +1,6 @@
 """The file checks of a validated scenario: every level, trace and (optionally) policy it names must exist
-and be valid, before anything is drawn or written. Each problem is a `UserError` naming the field."""
+and be valid, before anything is drawn or written. Each problem is a `UserError` naming the field and
+saying what the path is instead of a file (missing, a directory, a device, a symlink loop)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from rtcbench.errors import UserError
 from rtcbench.levels import PACKED_SUFFIX, known_levels, level_slug, split_packed
-from rtcbench.scenario.paths import METHOD_POLICY_ATTRS, is_level_path, level_file, resolve_path
+from rtcbench.scenario.paths import METHOD_POLICY_ATTRS, is_level_path, level_file, not_a_file, resolve_path
 
 if TYPE_CHECKING:
     from rtcbench.scenario.model import Scenario
@@ -29,9 +30,9 @@ def _check_levels(scenario: Scenario, where: str) -> None:
     for i, level in enumerate(scenario.levels):
         if is_level_path(level):
             json_path = resolve_path(scenario.base_dir, level_file(level))
-            if not json_path.is_file():
+            if (why := not_a_file(json_path)) is not None:
                 raise UserError(
-                    f"level JSON {json_path} does not exist (relative paths resolve against the scenario's directory)",
+                    f"level JSON {json_path} {why} (relative paths resolve against the scenario's directory)",
                     path=where,
                     field=f"levels[{i}]",
                 )
@@ -58,9 +59,9 @@ def _check_traces(scenario: Scenario, where: str) -> None:
         if setup.profile.kind != "trace":
             continue
         trace_path = setup.profile.resolve(scenario.base_dir)
-        if not trace_path.is_file():
+        if (why := not_a_file(trace_path)) is not None:
             raise UserError(
-                f"trace file {trace_path} does not exist (relative paths resolve against the scenario's directory)",
+                f"trace file {trace_path} {why} (relative paths resolve against the scenario's directory)",
                 path=where,
                 field=f"setups[{i}].profile.path",
             )
@@ -74,9 +75,9 @@ def _check_policies(scenario: Scenario, where: str) -> None:
     """Each level's checkpoint, and each method's own checkpoints for it, must exist."""
     for level in scenario.levels:
         p = scenario.policy_path(level)
-        if not p.is_file():
+        if (why := not_a_file(p)) is not None:
             raise UserError(
-                f"policy checkpoint {p} does not exist for level {level!r} ('{{level}}' becomes "
+                f"policy checkpoint {p} {why} for level {level!r} ('{{level}}' becomes "
                 f"{level_slug(level)!r}; relative paths resolve against the scenario's directory)",
                 path=where,
                 field="policy",
@@ -84,9 +85,9 @@ def _check_policies(scenario: Scenario, where: str) -> None:
         for i, method in enumerate(scenario.methods):
             for attr in METHOD_POLICY_ATTRS:
                 mp = scenario.method_policy_path(method, level, attr)
-                if mp is not None and not mp.is_file():
+                if mp is not None and (why := not_a_file(mp)) is not None:
                     raise UserError(
-                        f"checkpoint {mp} does not exist for level {level!r}",
+                        f"checkpoint {mp} {why} for level {level!r}",
                         path=where,
                         field=f"methods[{i}].{attr}",
                     )

@@ -1,13 +1,15 @@
 """Reading a scenario file and turning every problem with it into one `UserError`.
 
-The YAML is read safely, and a key given twice in one mapping is refused. Pydantic's `ValidationError`
-becomes a one-paragraph `UserError` that names the file, the field as the user writes it
-(``setups[1].profile.p_spike``) and what is allowed there.
+The YAML is read safely, a key given twice in one mapping is refused, and so is a document whose aliases
+expand to a huge value (`rtcbench.scenario.bounds`). Pydantic's `ValidationError` becomes a one-paragraph
+`UserError` that names the file, the field as the user writes it (``setups[1].profile.p_spike``) and what
+is allowed there; it echoes the input cut to a few dozen characters.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
@@ -16,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rtcbench.errors import NESTED_TOO_DEEPLY, UserError
+from rtcbench.scenario.bounds import ECHO_CHARS, check_expanded_size, short_repr, shown_sets
 from rtcbench.scenario.overrides import apply_sets
 
 if TYPE_CHECKING:
@@ -65,8 +68,11 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"YAML syntax error{at}: {problem}", path=where) from None
     except RecursionError:
         raise UserError(NESTED_TOO_DEEPLY + "; a scenario is a YAML mapping a few levels deep", path=where) from None
+    except ValueError as exc:  # a YAML scalar Python cannot hold, e.g. an integer of over 4300 digits
+        raise UserError(f"cannot be read: {str(exc).split(';')[0]}", path=where) from None
     if data is None:
         raise UserError(EMPTY_FILE, path=where)
+    check_expanded_size(data, path=where)
     return data
 
 
@@ -82,7 +88,8 @@ def load_yaml(
     if not sets:
         return scenario_type.from_dict(data, path=path, check_policies=check_policies)
     data = apply_sets(data, sets, where)
-    where_set = where + " (with --set " + " --set ".join(sets) + ")"
+    where_set = f"{where} (with {shown_sets(sets)})"
+    check_expanded_size(data, path=where_set)
     try:
         return scenario_type.from_dict(data, path=path, check_policies=check_policies)
     except UserError as exc:
@@ -121,7 +128,8 @@ def user_error(exc: ValidationError, where: str, root: type[BaseModel]) -> UserE
         close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         full, _ = _walk_loc(loc, root)
-        return UserError(f"unknown key {loc[-1]!r}{hint}; allowed keys here: {', '.join(keys)}", path=where, field=full)
+        return UserError(f"unknown key {short_repr(loc[-1])}{hint}; allowed keys here: {', '.join(keys)}", path=where,
+                         field=full if len(full) <= 2 * ECHO_CHARS else None)
     path, _ = _walk_loc(loc, root)
     msg = err["msg"]
     if msg.startswith("Value error, "):
@@ -129,17 +137,36 @@ def user_error(exc: ValidationError, where: str, root: type[BaseModel]) -> UserE
     if err["type"] == "missing":
         msg = "is required but missing"
     elif err["type"] == "union_tag_invalid":
-        msg = f"unknown kind {ctx.get('tag')!r}; allowed kinds: {ctx.get('expected_tags')}"
+        msg = f"unknown kind {short_repr(ctx.get('tag'))}; allowed kinds: {ctx.get('expected_tags')}"
     elif err["type"] == "union_tag_not_found":
         msg = f"needs a 'kind' key; allowed kinds: {_kinds_at(loc, root)}"
     elif "input" in err and err["type"] not in ("model_type", "list_type", "dict_type", "value_error", "too_short"):
-        shown = repr(err["input"])
-        if len(shown) <= 60:
+        shown = short_repr(err["input"])  # bounded: the input may be an alias bomb
+        if len(shown) <= ECHO_CHARS:
             msg += f" (got {shown})"
+        msg += _float_hint(err)
     more = len(errors) - 1
     if more:
         msg += f" ({more} more error{'s' if more > 1 else ''} after this one)"
     return UserError(msg, path=where, field=path or None)
+
+
+# A number in exponent notation that YAML 1.1 (PyYAML) reads as text: no dot, or no sign after the 'e'.
+_TEXT_FLOAT = re.compile(r"^([-+]?)([0-9]*)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)$")
+
+
+def _float_hint(err: dict) -> str:
+    """For a number field given text like ``1e308``: how to write it so YAML reads a number (YAML 1.1
+    takes exponent notation only with a dot and a signed exponent: ``1.0e+308``)."""
+    text = err.get("input")
+    if err["type"] not in ("float_type", "int_type") or not isinstance(text, str):
+        return ""
+    m = _TEXT_FLOAT.match(text.strip())
+    if m is None or not (m.group(2) or m.group(3)):
+        return ""
+    sign, whole, frac, exp_sign, exp = m.groups()
+    number = f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
+    return f"; YAML reads {text.strip()} as text, write {number} for a number"
 
 
 def _strip_annotated(tp: Any) -> Any:

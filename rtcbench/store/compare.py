@@ -30,10 +30,23 @@ rollout b is not paired), is `not comparable`; a cell with zero rollouts, or who
 stored rollouts do not match its ``n_rollouts``, is `invalid` (never a pass). Cells with different rollout
 counts are compared on their common first N rollouts (rollout b depends on the seeds and b alone, so a
 run of N rollouts is the first N of any larger run), and the row says so. Rows are ordered by level, setup
-and method, naive first.
+and method, naive first (a ``FAMILY.METHOD`` label after the plain ones, each family's naive first).
 
-Exit code: 2 if any cell is invalid or not comparable (the comparison as a whole cannot be trusted),
-else 1 if any cell is worse, else 0.
+Cells of the same level, method and setup whose comparability keys differ are one `not comparable` row that
+names what differs (`material_differences`): the stored ``cell_config`` JSON of the two cells (what
+`rtcbench run` records of the key's material, `rtcbench.scenario.hashing.cell_material`) diffed field by
+field, e.g. ``policy sha256 differs; setups[lt5].profile.p_spike 0.05 -> 0.1``, at most
+`MAX_DIFFERENCES_SHOWN` of them then ``(+N more)`` (the JSON output lists all). Where no stored field differs,
+a file the cell does not store (a trace, a level file, a method's own policy) or the delay schedule version
+changed, and the row says so.
+
+A cell that only one run holds, because the other run was made with ``--only`` (``runs.cell_filter``) and is
+complete, is not a row: the cells only in one run are listed once, in a note and under
+`Comparison.only_in`, and never fail the gate, so a ``--only`` rerun is compared on the cells both runs hold.
+A cell missing from a run that is not complete, or that holds its whole scenario, stays `not comparable`.
+
+Exit code: 2 if any cell is invalid or not comparable, or no cell is in both runs (the comparison as a whole
+cannot be trusted), else 1 if any cell is worse, else 0.
 """
 
 from __future__ import annotations
@@ -140,6 +153,8 @@ class CellComparison:
     outcome: str
     reason: str = ""
     metrics: list[MetricComparison] = field(default_factory=list)
+    # not comparable because the comparability keys differ: every stored field that differs
+    differences: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +167,8 @@ class Comparison:
     selection: dict[str, str] = field(default_factory=dict)
     baseline_db: str = ""
     candidate_db: str = ""
+    # cells (LEVEL/METHOD/SETUP) held by one run only because the other was made with --only: not compared
+    only_in: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [], "candidate": []})
 
     @property
     def exit_code(self) -> int:
@@ -272,8 +289,95 @@ def _seed_mismatch(b_cell: pd.Series, c_cell: pd.Series) -> str | None:
 
 
 def _row_order(cell: CellComparison) -> tuple:
-    """Rows by level, setup, then method with naive (the baseline of every paired table) first."""
-    return (cell.level, cell.setup, cell.method != "naive", cell.method, cell.comparability_key)
+    """Rows by level, setup, then method with naive (the baseline of every paired table) first; ``FAMILY.METHOD``
+    labels (a policy family's methods) after the plain ones, by family, each family's naive first."""
+    family, dot, method = cell.method.rpartition(".")
+    family, method = (family, method) if dot and family else ("", cell.method)
+    return (cell.level, cell.setup, family, method != "naive", method, cell.comparability_key)
+
+
+# The fields of a stored cell_config (`rtcbench.rows.cell_config`) that the comparability key covers, in the
+# order a difference is named; seeds, rollouts and the policy's sidecar summary are not part of the key.
+MATERIAL_FIELDS = ("policy_sha256", "level", "method", "setup", "H", "flow_steps", "dt_ms", "max_steps", "fallback")
+MAX_DIFFERENCES_SHOWN = 3
+_ABSENT = object()
+
+
+def _flatten(value, path: str, out: dict) -> None:
+    """Nested JSON -> {dotted path with [i] indices: leaf value}; empty dicts and lists leave no leaf."""
+    if isinstance(value, dict):
+        for key in sorted(value):
+            _flatten(value[key], f"{path}.{key}", out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _flatten(item, f"{path}[{i}]", out)
+    else:
+        out[path] = value
+
+
+def _shown(value) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _config(cell: pd.Series) -> dict | None:
+    raw = cell.get("cell_config")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def material_differences(b_config: dict, c_config: dict, *, method: str, setup: str) -> list[str]:
+    """The comparability key's stored fields that differ between two cells' ``cell_config`` (baseline first):
+    ``policy sha256 differs``, then ``PATH OLD -> NEW`` with the method's fields under ``methods[LABEL]`` and
+    the setup's under ``setups[NAME]`` (as a scenario file names them), e.g.
+    ``setups[lt5].profile.p_spike 0.05 -> 0.1``; a field present on one side only shows ``(absent)``."""
+    prefixes = {"method": f"methods[{method}]", "setup": f"setups[{setup}]"}
+    differences = []
+    for name in MATERIAL_FIELDS:
+        b_value, c_value = b_config.get(name, _ABSENT), c_config.get(name, _ABSENT)
+        if b_value == c_value:
+            continue
+        if name == "policy_sha256":
+            differences.append("policy sha256 differs")
+            continue
+        b_flat: dict = {}
+        c_flat: dict = {}
+        root = prefixes.get(name, name)
+        for value, flat in ((b_value, b_flat), (c_value, c_flat)):
+            if value is not _ABSENT:
+                _flatten(value, root, flat)
+        for path in sorted(set(b_flat) | set(c_flat), key=lambda p: (p not in b_flat, p)):
+            old, new = b_flat.get(path, _ABSENT), c_flat.get(path, _ABSENT)
+            if old != new or type(old) is not type(new):
+                differences.append(f"{path} {_shown(old)} -> {_shown(new)}")
+    return differences
+
+
+def _key_mismatch(entry: CellComparison, b_cell: pd.Series, c_cell: pd.Series) -> CellComparison:
+    """Two cells of the same level, method and setup with different comparability keys -> not comparable,
+    naming what differs."""
+    entry.outcome = NOT_COMPARABLE
+    b_config, c_config = _config(b_cell), _config(c_cell)
+    if b_config is None or c_config is None:
+        which = " and ".join(w for w, cfg in (("baseline", b_config), ("candidate", c_config)) if cfg is None)
+        entry.reason = (f"comparability keys differ; the {which} cell stores no configuration (cell_config) to "
+                        "name the field")
+        return entry
+    entry.differences = material_differences(b_config, c_config, method=str(b_cell["method"]),
+                                             setup=str(b_cell["setup"]))
+    if not entry.differences:
+        entry.reason = ("comparability keys differ, but no stored field differs: a file the cell does not store "
+                        "changed (the trace, the level file or a method's own policy), or the delay schedule version")
+        return entry
+    more = len(entry.differences) - MAX_DIFFERENCES_SHOWN
+    entry.reason = "; ".join(entry.differences[:MAX_DIFFERENCES_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
+    return entry
 
 
 def _ratio(candidate: float, baseline: float) -> float | None:
@@ -311,7 +415,8 @@ def _compare_metric(name: str, base: pd.DataFrame, cand: pd.DataFrame, threshold
 
 def _pair_cells(base: pd.DataFrame, cand: pd.DataFrame) -> list[tuple[pd.Series | None, pd.Series | None]]:
     """Cells of the two runs paired by comparability key (and, where one key holds several cells of a run,
-    by level, method and setup too); a cell without a partner is paired with None."""
+    by level, method and setup too); the cells left over are paired by level, method and setup (their keys
+    differ: not comparable, `_key_mismatch`); a cell without a partner either way is paired with None."""
 
     def ident(row: pd.Series) -> tuple:
         return (row["comparability_key"], row["level"], row["method"], row["setup"])
@@ -325,13 +430,21 @@ def _pair_cells(base: pd.DataFrame, cand: pd.DataFrame) -> list[tuple[pd.Series 
     for k in cand_cells:
         cand_by_key.setdefault(k[0], []).append(k)
     pairs: list[tuple[pd.Series | None, pd.Series | None]] = []
+    lone: dict[str, dict[tuple, pd.Series]] = {"baseline": {}, "candidate": {}}
     for key in sorted(set(base_by_key) | set(cand_by_key)):
         b_ids, c_ids = base_by_key.get(key, []), cand_by_key.get(key, [])
         if len(b_ids) == 1 and len(c_ids) == 1:  # the key alone pairs them
             pairs.append((base_cells[b_ids[0]], cand_cells[c_ids[0]]))
             continue
         for ident_ in sorted(set(b_ids) | set(c_ids)):
-            pairs.append((base_cells.get(ident_), cand_cells.get(ident_)))
+            b_cell, c_cell = base_cells.get(ident_), cand_cells.get(ident_)
+            if b_cell is not None and c_cell is not None:
+                pairs.append((b_cell, c_cell))
+            else:  # no partner with this key: maybe one of the same level, method and setup with another key
+                which, cell = ("baseline", b_cell) if c_cell is None else ("candidate", c_cell)
+                lone[which].setdefault(ident_[1:], cell)
+    for name in sorted(set(lone["baseline"]) | set(lone["candidate"])):
+        pairs.append((lone["baseline"].get(name), lone["candidate"].get(name)))
     return pairs
 
 
@@ -343,8 +456,11 @@ def _compare_pair(b_cell: pd.Series | None, c_cell: pd.Series | None, base_conn,
     entry = CellComparison(some["comparability_key"], some["level"], some["method"], some["setup"], NOT_SIGNIFICANT)
     if b_cell is None or c_cell is None:
         missing = "baseline" if b_cell is None else "candidate"
-        entry.outcome, entry.reason = NOT_COMPARABLE, f"no {missing} cell with this comparability key"
+        entry.outcome, entry.reason = NOT_COMPARABLE, (f"no {missing} cell with this comparability key or of "
+                                                       "this level, method and setup")
         return entry
+    if b_cell["comparability_key"] != c_cell["comparability_key"]:
+        return _key_mismatch(entry, b_cell, c_cell)
     b_roll, c_roll = _rollouts(base_conn, b_cell["cell_id"]), _rollouts(cand_conn, c_cell["cell_id"])
     reason = _invalid_reason(b_cell, b_roll, "baseline") or _invalid_reason(c_cell, c_roll, "candidate")
     if reason:
@@ -405,9 +521,11 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidat
     cell_frames = {"baseline": conns["baseline"].execute("SELECT * FROM cells WHERE run_id = ?", [baseline]).df(),
                    "candidate": cand_frame}
 
+    only_in: dict[str, list[str]] = {"baseline": [], "candidate": []}
+
     def result(cells: list[CellComparison]) -> Comparison:
         return Comparison(baseline, candidate, sorted(cells, key=_row_order), notes, selection, paths["baseline"],
-                          db_path)
+                          db_path, only_in)
 
     results: list[CellComparison] = []
     for which, frame in cell_frames.items():
@@ -417,6 +535,35 @@ def compare_runs(conn: duckdb.DuckDBPyConnection, baseline: str | None, candidat
         return result(results)
 
     for b_cell, c_cell in _pair_cells(cell_frames["baseline"], cell_frames["candidate"]):
+        if (b_cell is None) != (c_cell is None):
+            held, lacking = ("candidate", "baseline") if b_cell is None else ("baseline", "candidate")
+            if _made_with_only(runs[lacking]):  # a subset on purpose: a note, never a failing row
+                cell = c_cell if b_cell is None else b_cell
+                only_in[held].append(f"{cell['level']}/{cell['method']}/{cell['setup']}")
+                continue
         results.append(_compare_pair(b_cell, c_cell, conns["baseline"], conn, thresholds=thresholds, alpha=alpha,
                                      n_resamples=n_resamples, seed=seed))
+    for held, lacking in (("baseline", "candidate"), ("candidate", "baseline")):
+        if only_in[held]:
+            only_in[held].sort()
+            notes.append(_only_in_note(held, lacking, only_in[held], runs[lacking]))
+    if not results:
+        notes.append("no cell is in both runs, so nothing was compared")
     return result(results)
+
+
+MAX_CELLS_NOTED = 12
+
+
+def _made_with_only(run: dict) -> bool:
+    """A complete run made with --only: it holds the cells its filter kept, so the others are missing on purpose."""
+    cell_filter = run.get("cell_filter")
+    return run.get("status") == "complete" and isinstance(cell_filter, str) and bool(cell_filter)
+
+
+def _only_in_note(held: str, lacking: str, cells: list[str], lacking_run: dict) -> str:
+    shown = ", ".join(cells[:MAX_CELLS_NOTED]) + (f" (+{len(cells) - MAX_CELLS_NOTED} more)"
+                                                  if len(cells) > MAX_CELLS_NOTED else "")
+    n = len(cells)
+    return (f"{n} cell{'s' if n != 1 else ''} only in the {held} run, not compared (the {lacking} run "
+            f"{lacking_run['run_id']} was made with --only {lacking_run['cell_filter']!r}): {shown}")

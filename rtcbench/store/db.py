@@ -19,7 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from rtcbench.errors import UserError
 from rtcbench.store import schema
-from rtcbench.store.migrations import check_known_version, current_version, migrate
+from rtcbench.store.migrations import check_known_version, current_version, migrate, store_version
 
 DEFAULT_DB = "rtcbench.duckdb"
 ENV_DB = "RTCBENCH_DB"
@@ -46,6 +46,27 @@ class StoreLockedError(UserError):
 
 class CellExistsError(UserError):
     """The (run_id, level, method, setup) cell is already stored (e.g. two resumes of one run)."""
+
+
+class StoreWriteError(UserError):
+    """A transaction failed in the storage layer (a full disk, ``ulimit -f``, a read-only file): nothing of
+    it was written. Raised with the file and DuckDB's reason instead of a SQLAlchemy traceback."""
+
+
+# DuckDB's errors of the file and the transaction itself (IOException, TransactionException, out of
+# memory, a database invalidated by an earlier fatal error), as opposed to errors of a statement.
+STORAGE_ERRORS = (OSError, duckdb.OperationalError, duckdb.FatalException)
+
+
+def storage_error(exc: BaseException, path: Path) -> StoreWriteError | None:
+    """`StoreWriteError` for a storage-layer failure (raw or wrapped by SQLAlchemy), else None."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if not isinstance(orig, STORAGE_ERRORS) or is_lock_error(orig):
+        return None
+    text = str(orig).strip()
+    reason = text.splitlines()[0] if text else type(orig).__name__
+    return StoreWriteError(f"cannot write to the database file: {reason}; the failed transaction wrote nothing "
+                           "(free some space or choose a writable --db)", path=str(path), field="--db")
 
 
 def utcnow() -> dt.datetime:
@@ -188,15 +209,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """A short write transaction; the file is locked only inside the block."""
+        """A short write transaction; the file is locked only inside the block. A storage-layer failure
+        (disk full, ``ulimit -f``) rolls it back and is a `StoreWriteError` naming the file."""
         t0 = time.monotonic()
         conn = with_lock_retry(self._engine.connect, self.path, self.lock_timeout_s)
         self.last_connect_s = time.monotonic() - t0  # includes any wait for another process's lock
         try:
             with conn.begin():
                 yield conn
+        except (sa.exc.DBAPIError, *STORAGE_ERRORS) as exc:
+            translated = storage_error(exc, self.path)
+            if translated is None:
+                raise
+            raise translated from None
         finally:
-            conn.close()
+            with suppress(sa.exc.SQLAlchemyError, duckdb.Error):  # closing after a failed commit may fail too
+                conn.close()
 
     def migrate(self, target: int = schema.SCHEMA_VERSION) -> tuple[int, int]:
         """Check the file is whole, then bring it to `target` (Store.open calls this before any work)."""
@@ -328,11 +356,9 @@ def read_only(path: str | os.PathLike, *, lock_timeout_s: float | None = None, s
     conn = with_lock_retry(lambda: duckdb.connect(str(path), read_only=True, config=config), path, timeout)
     try:
         check_intact(lambda q: conn.execute(q).fetchall(), path)
-        tables = {r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-        if "schema_version" not in tables:
+        version = store_version(lambda q: conn.execute(q).fetchall(), str(path))
+        if version == 0:
             raise UserError("not an rtcbench results database (no schema_version table)", path=str(path), field="--db")
-        version = int(conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
         check_known_version(version, str(path))
         if require_current and version < schema.SCHEMA_VERSION:
             raise UserError(

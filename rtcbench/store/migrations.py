@@ -37,24 +37,51 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _table_names(conn: sa.Connection) -> set[str]:
-    rows = conn.execute(sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"))
-    return {r[0] for r in rows}
+TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+VERSION_COLUMN_SQL = ("SELECT data_type FROM information_schema.columns WHERE table_schema = 'main' "
+                      "AND table_name = 'schema_version' AND column_name = 'version'")
+# The tables each schema version has (beside schema_version); a file without them is not an rtcbench store.
+TABLES_OF_VERSION = {1: ("runs", "cells", "rollouts"), 2: ("inferences",)}
+
+
+def _not_a_store(path: str, why: str) -> SchemaVersionError:
+    return SchemaVersionError(f"not an rtcbench results database: {why}; use a new file for rtcbench results",
+                              path=path)
+
+
+def store_version(execute: Callable[[str], list], path: str) -> int:
+    """The schema version recorded in the file; 0 for a file with no tables at all.
+
+    A file that is not an rtcbench store is refused before any query reads it as one: tables but no
+    ``schema_version``, a ``schema_version`` without an integer ``version`` column or without rows, or a
+    version whose tables are missing (a foreign DuckDB file that happens to have a ``schema_version``
+    table would otherwise fail with a SQL error in the middle of a migration). ``execute`` runs one SQL
+    statement and returns its rows, on a SQLAlchemy or a raw DuckDB connection."""
+    names = {str(r[0]) for r in execute(TABLES_SQL)}
+    if "schema_version" not in names:
+        if names:
+            raise _not_a_store(path, f"it has tables ({', '.join(sorted(names)[:5])}) but no schema_version table")
+        return 0
+    column = execute(VERSION_COLUMN_SQL)
+    if not column:
+        raise _not_a_store(path, "its schema_version table has no 'version' column")
+    if "INT" not in str(column[0][0]).upper():
+        raise _not_a_store(path, f"its schema_version table's 'version' column is {column[0][0]}, not an integer")
+    version = execute("SELECT max(version) FROM schema_version")[0][0]
+    if version is None or int(version) < 1:
+        raise _not_a_store(path, "its schema_version table is empty" if version is None
+                           else f"its schema_version table says version {version}, which no rtcbench wrote")
+    version = int(version)
+    missing = [t for v, tables in TABLES_OF_VERSION.items() if v <= version for t in tables if t not in names]
+    if missing:
+        raise _not_a_store(path, f"its schema_version says version {version} but it has no table "
+                           f"{', '.join(missing)}")
+    return version
 
 
 def current_version(conn: sa.Connection, path: str) -> int:
-    """The schema version recorded in the file; 0 for a file with no tables at all."""
-    names = _table_names(conn)
-    if "schema_version" not in names:
-        if names:
-            raise SchemaVersionError(
-                f"not an rtcbench results database: it has tables ({', '.join(sorted(names)[:5])}) "
-                "but no schema_version table; use a new file for rtcbench results",
-                path=path,
-            )
-        return 0
-    version = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
-    return int(version or 0)
+    """The schema version recorded in the file; 0 for a file with no tables at all (`store_version`)."""
+    return store_version(lambda sql: conn.execute(sa.text(sql)).fetchall(), path)
 
 
 def check_known_version(version: int, path: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from rtcbench.errors import UserError
+from rtcbench.errors import NESTED_TOO_DEEPLY, UserError, os_error_reason
 from rtcbench.report.queries import REPORTS_DIR, load_query
 from rtcbench.report.style import PAPER_METHODS
 
@@ -196,19 +196,36 @@ def figure_slug(level: str) -> str:
     return level.replace("/", "_").replace(":", "_")
 
 
+def _bench_text(path: Path) -> str:
+    """The text of one ``--bench`` file; a missing, non-regular, unreadable or binary file is a `UserError`."""
+    if path.is_dir():
+        raise UserError("is a directory; give a JSON-lines file written by `rtcbench bench`", path=str(path),
+                        field="--bench")
+    if not path.is_file():
+        what = "exists but is not a regular file" if path.exists() else "does not exist"
+        raise UserError(f"bench file {what}", path=str(path), field="--bench")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"is not UTF-8 text (byte {exc.start}); give the JSON-lines file written by `rtcbench bench`",
+                        path=str(path), field="--bench") from None
+    except OSError as exc:
+        raise UserError(f"cannot be read: {os_error_reason(exc)}", path=str(path), field="--bench") from None
+
+
 def read_bench_lines(paths: list[Path]) -> list[dict]:
     """The records of `rtcbench bench` JSON-lines files, each with its file name as ``source``."""
     out = []
     for path in paths:
-        if not path.is_file():
-            raise UserError("bench file does not exist", path=str(path), field="--bench")
-        for i, line in enumerate(path.read_text().splitlines()):
+        for i, line in enumerate(_bench_text(path).splitlines()):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"line {i + 1} is not JSON ({exc.msg})", path=str(path), field="--bench") from None
+            except RecursionError:
+                raise UserError(f"line {i + 1} {NESTED_TOO_DEEPLY}", path=str(path), field="--bench") from None
             if not isinstance(row, dict) or "engine_steps_per_s" not in row:
                 raise UserError(f"line {i + 1} is not a `rtcbench bench` record", path=str(path), field="--bench")
             out.append({"source": path.name, **row})

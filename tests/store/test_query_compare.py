@@ -526,3 +526,150 @@ def test_query_export_keeps_the_sandbox(db_path, baseline_solves, capsys):
     assert sorted(p.name for p in db_path.parent.iterdir()) == ["results.duckdb"]
     with read_only(db_path) as conn:
         assert conn.execute("SELECT count(*) FROM cells").fetchone()[0] == 2
+
+
+# -- compare: what differs in a not-comparable cell, runs made with --only, row order ----------------------------
+def _material(method: str, *, p_spike: float = 0.05, policy_sha256: str = "a" * 64, H: int = 8,
+              flow_steps: int = 5) -> dict:
+    """A cell_config as `rtcbench run` stores it (`rtcbench.rows.cell_config`): the comparability key's material,
+    the seeds, the rollouts and the policy's sidecar summary."""
+    return {"level": "s/h4_thrust_aim", "method": {"kind": method, "name": None},
+            "setup": {"name": "longtail", "profile": {"kind": "longtail", "p_spike": p_spike, "base": 2},
+                      "forecaster": {"kind": "window_max", "window": 8}, "tail": []},
+            "H": H, "flow_steps": flow_steps, "dt_ms": 33.3, "max_steps": 32, "fallback": "hold",
+            "policy_sha256": policy_sha256, "rollouts": B,
+            "policy": {"path": "/somewhere/bc.msgpack", "kind": "bc", "data": None, "modality": None}}
+
+
+def test_compare_names_the_fields_that_make_a_cell_not_comparable(db_path, baseline_solves, capsys):
+    """Cells of the same level, method and setup whose comparability keys differ are one row that says which
+    stored fields differ (at most a few, then how many more), not two rows without a partner."""
+    store = Store.open(db_path)
+    seeds = {"env": 0, "delay": 0, "policy": 0}
+    base = write_run(store, [dict(c, seeds=seeds, cell_config=_material(c["method"]))
+                             for c in _cells(baseline_solves)])
+    changed = {"naive": _material("naive", p_spike=0.1, policy_sha256="b" * 64),  # two fields
+               "rtc_exp": _material("rtc_exp", p_spike=0.1, H=16, flow_steps=10, policy_sha256="b" * 64)}  # four
+    cand = write_run(store, [dict(c, key="new-" + c["key"], seeds=seeds, cell_config=changed[c["method"]])
+                             for c in _cells(baseline_solves)])
+    code, out, err = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path),
+                              "--format", "json")
+    assert code == 2, out + err
+    rows = json.loads(out)["cells"]
+    assert [c["method"] for c in rows] == ["naive", "rtc_exp"]  # one row per cell, not one per run
+    cells = {c["method"]: c for c in rows}
+    assert all(c["outcome"] == "not comparable" for c in cells.values())
+    assert cells["naive"]["reason"] == "policy sha256 differs; setups[longtail].profile.p_spike 0.05 -> 0.1"
+    assert cells["rtc_exp"]["reason"] == ("policy sha256 differs; setups[longtail].profile.p_spike 0.05 -> 0.1; "
+                                          "H 8 -> 16 (+1 more)")
+    assert cells["rtc_exp"]["differences"][-1] == "flow_steps 5 -> 10"  # the JSON lists every difference
+    # the table says it too
+    code, out, _ = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path))
+    assert code == 2 and "setups[longtail].profile.p_spike 0.05 -> 0.1" in out and "(+1 more)" in out
+    # a method field, and keys that differ where no stored field does (a trace file, say)
+    other_method = _material("naive") | {"method": {"kind": "naive", "name": "plain"}}
+    renamed = write_run(store, [dict(_cells(baseline_solves)[0], key="x", seeds=seeds, cell_config=other_method)])
+    same_material = write_run(store, [dict(_cells(baseline_solves)[0], key="y", seeds=seeds,
+                                           cell_config=_material("naive"))])
+    with read_only(db_path) as conn:
+        by_method = compare_runs(conn, base, renamed, thresholds=parse_thresholds(None))
+        by_file = compare_runs(conn, base, same_material, thresholds=parse_thresholds(None))
+    assert [c.reason for c in by_method.cells] == ["methods[naive].name null -> plain",
+                                                   "no candidate cell with this comparability key or of this "
+                                                   "level, method and setup"]  # rtc_exp
+    assert by_file.cells[0].method == "naive" and by_file.cells[0].outcome == "not comparable"
+    assert "no stored field differs" in by_file.cells[0].reason and "trace" in by_file.cells[0].reason
+
+
+def _made_with_only(store: Store, run_id: str, spec: str) -> str:
+    """Record `run_id` as made with ``--only spec`` (as `rtcbench run --only` records it in runs.cell_filter)."""
+    import sqlalchemy as sa
+
+    from rtcbench.store import schema
+
+    with store.transaction() as conn:
+        conn.execute(sa.update(schema.runs).where(schema.runs.c.run_id == run_id).values(cell_filter=spec))
+    return run_id
+
+
+def test_compare_a_run_made_with_only_on_the_cells_both_runs_hold(db_path, baseline_solves, capsys):
+    """A run made with --only holds a subset of the cells: the others are named once in a note and never fail
+    the gate; the shared cells are compared as usual (a regression in one still exits 1)."""
+    store = Store.open(db_path)
+    full_cells = _cells(baseline_solves) + [dict(c, setup="spiky", key=c["key"] + "-spiky")
+                                            for c in _cells(baseline_solves)]
+    full = write_run(store, full_cells)
+    subset = _made_with_only(store, write_run(store, [c for c in full_cells if c["method"] == "naive"]),
+                             "method=naive")
+    for baseline, candidate, lacking in ((full, subset, "candidate"), (subset, full, "baseline")):
+        code, out, err = run_main(capsys, "compare", "--baseline", baseline, "--candidate", candidate, "--db",
+                                  str(db_path), "--format", "json")
+        assert code == 0, out + err
+        result = json.loads(out)
+        assert [(c["method"], c["setup"], c["outcome"]) for c in result["cells"]] == [
+            ("naive", "longtail", "not significant"), ("naive", "spiky", "not significant")]
+        only = "baseline" if lacking == "candidate" else "candidate"
+        assert result["only_in"] == {only: ["s/h4_thrust_aim/rtc_exp/longtail", "s/h4_thrust_aim/rtc_exp/spiky"],
+                                     lacking: []}
+        notes = [n for n in result["notes"] if "rtc_exp" in n]
+        assert len(notes) == 1 and f"only in the {only} run" in notes[0] and "--only 'method=naive'" in notes[0]
+    code, out, _ = run_main(capsys, "compare", "--baseline", full, "--candidate", subset, "--db", str(db_path))
+    assert code == 0 and "no regression" in out
+    assert out.count("rtc_exp") == 2 and "│ rtc_exp" not in out  # in the note, not as rows
+    # a regression in a shared cell still fails the gate
+    dropped = dict(baseline_solves, naive=_planted_solve_drop({"rtc_exp": baseline_solves["naive"]})["rtc_exp"])
+    worse = _made_with_only(store, write_run(store, [c for c in _cells(dropped) if c["method"] == "naive"]),
+                            "method=naive")
+    code, out, _ = run_main(capsys, "compare", "--baseline", full, "--candidate", worse, "--db", str(db_path))
+    assert code == 1 and "REGRESSION" in out
+    # a run that failed before writing a cell still makes that cell not comparable, --only or not
+    failed = _made_with_only(store, write_run(store, [full_cells[0]], status="failed"), "method=naive")
+    code, out, _ = run_main(capsys, "compare", "--baseline", full, "--candidate", failed, "--db", str(db_path),
+                            "--format", "json")
+    assert code == 2 and ("naive", "spiky", "not comparable") in [
+        (c["method"], c["setup"], c["outcome"]) for c in json.loads(out)["cells"]]
+    # a cell the candidate holds and a full baseline does not: the scenarios differ, not comparable
+    other = _made_with_only(store, write_run(store, [dict(full_cells[0], level="s/other", key="k-other")]),
+                            "level=s/other")
+    code, out, _ = run_main(capsys, "compare", "--baseline", full, "--candidate", other, "--db", str(db_path),
+                            "--format", "json")
+    assert code == 2 and [(c["level"], c["outcome"]) for c in json.loads(out)["cells"]] == [
+        ("s/other", "not comparable")]
+    # two --only runs without a cell in common: nothing was compared, which is no pass
+    code, out, _ = run_main(capsys, "compare", "--baseline", subset, "--candidate", other, "--db", str(db_path),
+                            "--format", "json")
+    assert code == 2 and json.loads(out)["cells"] == [] and any("no cell" in n for n in json.loads(out)["notes"])
+
+
+def test_compare_rows_come_by_level_setup_and_method_naive_first(db_path, capsys):
+    rng = np.random.default_rng(11)
+    specs = [(level, setup, method) for level in ("s/b_level", "s/a_level") for setup in ("d4", "d2")
+             for method in ("rtc_exp", "bid16", "naive", "k4.rtc_exp", "k4.naive")]
+    cells = [{"level": level, "method": method, "setup": setup, "key": f"{level}-{setup}-{method}",
+              "solved": rng.random(B) < 0.8} for level, setup, method in specs]
+    store = Store.open(db_path)
+    base, cand = write_run(store, cells), write_run(store, cells[::-1])
+    code, out, err = run_main(capsys, "compare", "--baseline", base, "--candidate", cand, "--db", str(db_path),
+                              "--format", "json")
+    assert code == 0, out + err
+    rows = [(c["level"], c["setup"], c["method"]) for c in json.loads(out)["cells"]]
+    methods = ["naive", "bid16", "rtc_exp", "k4.naive", "k4.rtc_exp"]  # naive first, then each family's naive first
+    assert rows == [(level, setup, m) for level in ("s/a_level", "s/b_level") for setup in ("d2", "d4")
+                    for m in methods]
+
+
+def test_reports_readme_runs_the_report_sql_with_param(db_path, baseline_solves, capsys):
+    """reports/README.md's by-hand command (-f FILE --param run_id=RUN) works as written."""
+    from store_helpers import REPO_ROOT
+
+    run_id = write_run(Store.open(db_path), _cells(baseline_solves))
+    write_run(Store.open(db_path), _cells(baseline_solves))  # another run: the parameter picks one
+    line = next(ln.strip() for ln in (REPO_ROOT / "reports" / "README.md").read_text().splitlines()
+                if ln.strip().startswith("rtcbench query -f reports/cells.sql"))
+    args = line.split()[1:]
+    assert args[args.index("--param") + 1].startswith("run_id=")
+    args[args.index("--param") + 1] = f"run_id={run_id}"
+    args[args.index("-f") + 1] = str(REPO_ROOT / args[args.index("-f") + 1])
+    code, out, err = run_main(capsys, *args, "--db", str(db_path), "--format", "json")
+    assert code == 0, err
+    assert [(r["method"], r["n_rollouts"]) for r in json.loads(out)] == [("naive", B), ("rtc_exp", B)]

@@ -22,6 +22,14 @@ def test_wilson_matches_closed_form_and_edge_cases():
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+    # scipy's Wilson interval (another implementation than statsmodels', which rtcbench calls) agrees
+    for k, n in ((1, 3), (17, 64), (200, 256), (511, 512)):
+        ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    # another z: the closed form at z = 2.5758 (99 %)
+    z = 2.5758293035489004
+    half = z * math.sqrt(0.25 / 10 + z * z / 400) / (1 + z * z / 10)
+    assert wilson_interval(5, 10, z=z) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12)
 
 
 def _exact_two_sided(k: int, n: int) -> float:
@@ -68,6 +76,26 @@ def test_paired_bootstrap_is_deterministic_and_covers_the_shift():
     assert (zero.diff, zero.low, zero.high, zero.significant) == (0.0, 0.0, 0.0, False)
     with_nan = paired_bootstrap(np.array([1.0, np.nan, 2.0]), np.array([1.5, 3.0, 2.5]))
     assert with_nan.n_pairs == 2 and with_nan.diff == pytest.approx(0.5)
+    one = paired_bootstrap(np.array([1.0, np.nan]), np.array([1.25, 2.0]))
+    assert (one.n_pairs, one.diff, one.low, one.high) == (1, 0.25, 0.25, 0.25)
+
+
+def test_paired_bootstrap_is_the_percentile_interval_of_resampled_pairs():
+    """Golden check written out here: resample rollout indices (the same index for both cells of a pair) with
+    numpy's default_rng(seed), take each resample's mean difference, and the 2.5 % and 97.5 % quantiles."""
+    rng = np.random.default_rng(5)
+    base = rng.gamma(3.0, 0.3, size=64)
+    cand = base * rng.normal(1.1, 0.2, size=64)
+    n_resamples, seed = 2000, 11
+    idx = np.random.default_rng(seed).integers(0, 64, size=(n_resamples, 64))
+    means = (cand[idx] - base[idx]).mean(axis=1)
+    for confidence in (0.95, 0.9):
+        alpha = (1 - confidence) / 2
+        res = paired_bootstrap(base, cand, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        assert (res.low, res.high) == pytest.approx(tuple(np.quantile(means, [alpha, 1 - alpha])), rel=1e-12)
+        assert res.baseline_mean == pytest.approx(base.mean()) and res.n_pairs == 64
+    # the seed decides the resamples
+    assert paired_bootstrap(base, cand, seed=seed) != paired_bootstrap(base, cand, seed=seed + 1)
 
 
 def test_wilson_bounds_are_exact_at_the_extremes():
