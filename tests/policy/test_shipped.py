@@ -122,3 +122,36 @@ def test_the_default_scenario_runs_the_multi_expert_sampled_label_family():
         meta = json.loads(path.with_suffix(".json").read_text())
         data = meta.get("data") or meta["training"]["bc"]["data"]  # a fine-tune records its BC policy's data
         assert data["n_experts"] >= 4 and data["label"] == "sample", path
+
+
+def _policy_data(path) -> dict:
+    """The sidecar's record of the data a policy was cloned from: n_experts and label. The first policies'
+    records predate those keys and name one ``expert`` whose mean action was the label."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    data = meta.get("data") or meta["training"]["bc"]["data"]
+    return data if "n_experts" in data else {"n_experts": 1, "label": "mean", "expert": data["expert"]}
+
+
+def test_no_scenario_runs_a_single_expert_policy_except_as_a_named_control():
+    """Issue #23: every method of every shipped scenario runs a multi-expert (>= 4 seeds), sampled-label
+    policy, unless its label names the family it runs (``FAMILY.METHOD``), so that no cell of a control or
+    of the modality ablation reads as the headline policy's: ``single_mean.`` for the single-expert
+    mean-label policies, ``k{N}_{label}.`` for the ablation's families, matching the sidecar."""
+    from rtcbench.scenario import Scenario
+
+    checked = 0
+    for file in sorted((POLICIES.parent / "bench" / "scenarios").glob("*.yaml")):
+        scenario = Scenario.from_yaml(file)
+        for level in scenario.levels:
+            for method in scenario.methods:
+                path = scenario.method_policy_path(method, level) or scenario.policy_path(level)
+                data = _policy_data(path)
+                checked += 1
+                if data.get("n_experts", 1) >= 4 and data.get("label") == "sample":
+                    continue
+                family = method.label.split(".")[0] if "." in method.label else None
+                names = {f"k{data['n_experts']}_{data['label']}"}
+                names |= {"single_mean"} if (data["n_experts"], data["label"]) == (1, "mean") else set()
+                assert family in names, (f"{file.name}: {level} {method.label} runs {path} ({data['n_experts']} "
+                                         f"expert(s), {data['label']} labels) without naming it: {sorted(names)}")
+    assert checked > 50
