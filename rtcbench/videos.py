@@ -240,14 +240,6 @@ class StoredRun:
 GIF_MAX_FPS = 50
 
 
-def gif_frame_durations_ms(n_frames: int, fps: int) -> list[int]:
-    """Per-frame GIF delays in ms (multiples of 10: a GIF stores hundredths of a second) whose running total
-    stays within half a hundredth of frame/fps: at 15 fps 1/15 s = 6.67 cs becomes 7, 6, 7, 7, 6, 7, ... cs
-    instead of 6 cs each (which played 11 % fast)."""
-    ends = [round(100 * (i + 1) / fps) for i in range(n_frames)]
-    return [10 * (end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
 def check_gif_fps(fps: int) -> None:
     """Refuse a frame rate a GIF cannot play (before any rollout is re-simulated)."""
     if not 1 <= fps <= GIF_MAX_FPS:
@@ -256,21 +248,11 @@ def check_gif_fps(fps: int) -> None:
 
 
 def write_frames(frames: list[np.ndarray], out: Path, fps: int) -> None:
-    """Write the frames as a GIF (delays from `gif_frame_durations_ms`, so the video lasts len(frames)/fps
-    seconds) or, by suffix, as an MP4 (`rtcbench.engine.render.write_video`). Written under a temporary name
-    and renamed when complete."""
-    if out.suffix != ".gif":
-        write_video(frames, out, fps)
-        return
-    check_gif_fps(fps)
-    from PIL import Image
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".partial" + out.suffix)
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=gif_frame_durations_ms(len(images), fps),
-                   loop=0)
-    tmp.replace(out)  # a killed render leaves no half-written video under the asked name
+    """Write the frames as a GIF or, by suffix, an MP4 (`rtcbench.engine.render.write_video`), refusing a GIF
+    frame rate no player keeps (`check_gif_fps`)."""
+    if out.suffix == ".gif":
+        check_gif_fps(fps)
+    write_video(frames, out, fps)
 
 
 def render_stored_rollout(db_path: Path, run_id: str, cell: str, rollout: int, out: Path, fps: int = 15,

@@ -146,14 +146,25 @@ def render_rollout(level, states, length: int, caption_lines: list[str], title: 
     return [np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)), constant_values=255) for f in frames]
 
 
+def gif_frame_durations_ms(n_frames: int, fps: int) -> list[int]:
+    """Per-frame GIF delays in ms (multiples of 10: a GIF stores hundredths of a second) whose running total
+    stays within half a hundredth of frame/fps: at 15 fps 1/15 s = 6.67 cs becomes 7, 6, 7, 7, 6, 7, ... cs
+    instead of 6 cs each (which played 11 % fast)."""
+    ends = [round(100 * (i + 1) / fps) for i in range(n_frames)]
+    return [10 * (end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
+    """Write frames as a GIF (delays from `gif_frame_durations_ms`: the video lasts len(frames) / fps seconds)
+    or, by suffix, an MP4; under a temporary name renamed when complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".partial" + out.suffix)
     if out.suffix == ".gif":
         from PIL import Image
 
         images = [Image.fromarray(f) for f in frames]
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        images[0].save(tmp, save_all=True, append_images=images[1:],
+                       duration=gif_frame_durations_ms(len(images), fps), loop=0)
     else:
         import imageio.v2 as imageio
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rtcbench.engine.render import gif_frame_durations_ms
 from rtcbench.errors import UserError
-from rtcbench.videos import GIF_MAX_FPS, check_gif_fps, gif_frame_durations_ms, write_frames
+from rtcbench.videos import GIF_MAX_FPS, check_gif_fps, write_frames
 
 
 def _frames(n: int) -> list[np.ndarray]:
