@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -162,24 +161,29 @@ def _open_error(exc: BaseException, path: Path) -> UserError:
 
 
 def with_lock_retry(open_fn: Callable[[], T], path: Path, timeout_s: float) -> T:
-    """Call `open_fn` until it does not fail on the file lock, for at most `timeout_s` seconds."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    rng = random.Random()
-    while True:
-        try:
-            return open_fn()
-        except (sa.exc.DBAPIError, duckdb.Error) as exc:
-            if not is_lock_error(exc):
-                raise _open_error(exc, path) from None
-            if time.monotonic() >= deadline:
-                raise StoreLockedError(
-                    f"another process held the database lock for more than {timeout_s:g} s "
-                    f"(DuckDB allows one writing process per file); retry later or raise {ENV_LOCK_TIMEOUT}",
-                    path=str(path),
-                ) from None
-            time.sleep(min(delay * (0.5 + rng.random()), max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.5)
+    """Call `open_fn` until it does not fail on the file lock, for at most `timeout_s` seconds: tenacity's
+    full-jitter exponential backoff (20 ms doubling, each wait at most 0.5 s), so writers that collide do not
+    retry in lockstep. Any other failure is a `UserError` at once."""
+    from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+    retrying = Retrying(retry=retry_if_exception(is_lock_error), stop=stop_after_delay(timeout_s),
+                        wait=wait_random_exponential(multiplier=0.02, max=0.5))
+    try:
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return open_fn()
+                except (sa.exc.DBAPIError, duckdb.Error) as exc:
+                    if not is_lock_error(exc):
+                        raise _open_error(exc, path) from None
+                    raise
+    except RetryError:
+        raise StoreLockedError(
+            f"another process held the database lock for more than {timeout_s:g} s "
+            f"(DuckDB allows one writing process per file); retry later or raise {ENV_LOCK_TIMEOUT}",
+            path=str(path),
+        ) from None
+    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
 
 def _arrow_table(columns: Mapping[str, np.ndarray]):
