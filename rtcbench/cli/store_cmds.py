@@ -564,9 +564,9 @@ def study_cmd(
         command = " ".join(["rtcbench study",
                             *([f"--sweep {r['run_id']}" for r in sweep_data.runs] if sweep_data else ["--skip-sweep"]),
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
-                            *[f"--confirm {r}" for r in confirm or []],
-                            *[f"--ablation {r}" for r in ablation or []],
-                            *[f"--extra {r}" for r in extra or []],
+                            *[f"--confirm {r['run_id']}" for r in (confirm_data.runs if confirm_data else [])],
+                            *[f"--ablation {r['run_id']}" for r in (ablation_data.runs if ablation_data else [])],
+                            *[f"--extra {e.runs[0]['run_id']}" for e in extras],
                             *[f"--bench {p}" for p in bench or []], *(["--allow-dirty"] if allow_dirty else []),
                             f"--out {out}"])
         page = write_study(conn, out, sweep=sweep_data, tail=tail_data, bench_lines=bench_lines, command=command,

@@ -16,6 +16,7 @@ import pandas as pd
 from rtcbench.errors import NESTED_TOO_DEEPLY, UserError, os_error_reason
 from rtcbench.report.queries import REPORTS_DIR, load_query
 from rtcbench.report.style import PAPER_METHODS
+from rtcbench.store.runs import resolve_run_id_in
 
 SWEEP_SETUPS = ("d0", "d1", "d2", "d3", "d4")
 SWEEP_METHODS = PAPER_METHODS  # naive, rtc_exp, rtc_hard, bid16, te, ttrtc
@@ -60,14 +61,13 @@ def _check_clean(run: pd.Series, db_path: str, flag: str, allow_dirty: bool) -> 
 
 def find_runs(conn: duckdb.DuckDBPyConnection, scenario: str, run_ids: list[str], db_path: str,
               flag: str, *, allow_dirty: bool = False) -> list[pd.Series]:
-    """The given runs (each must be complete and, unless `allow_dirty`, made from a clean tree), else the
-    latest complete run of the scenario."""
+    """The given runs (each an id, a unique prefix of one or ``latest``; each must be complete and, unless
+    `allow_dirty`, made from a clean tree), else the latest complete run of the scenario."""
     if run_ids:
         out = []
-        for run_id in run_ids:
+        for given in run_ids:
+            run_id = resolve_run_id_in(conn, given, db_path, flag)  # an id, a unique prefix, or `latest`
             frame = conn.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
-            if frame.empty:
-                raise UserError(f"no run {run_id!r} in this file", path=db_path, field=flag)
             if frame.iloc[0]["status"] != "complete":
                 raise UserError(f"run {run_id!r} has status {frame.iloc[0]['status']!r}; the study needs complete "
                                 "runs (finish it with `rtcbench run --resume`)", path=db_path, field=flag)

@@ -126,3 +126,17 @@ def test_study_confirm_judges_the_registered_run_and_refuses_any_other(tmp_path)
     for run_id, why in ((seen, "held-out seeds"), (other, "not the registered")):
         done = cli_here(*args, run_id)
         assert done.returncode == 2 and "--confirm" in done.stderr and why in done.stderr, done.stderr
+
+
+def test_study_takes_a_prefix_or_latest_and_records_the_full_id(tmp_path):
+    from store_helpers import cli_here
+
+    naive = _solves(0.5, 23)
+    solves = {("lt5.adaptive.oracle", "naive"): naive, ("lt5.adaptive.oracle", "rtc_exp"): naive}
+    db = tmp_path / "r.duckdb"
+    run_id = _store_run(db, "tail_confirm_multiexpert", {"delay": 1001, "env": 1001, "policy": 1001}, solves)
+    for given in (run_id[:17], "latest"):
+        out = tmp_path / given
+        done = cli_here("study", "--db", str(db), "--skip-sweep", "--skip-tail", "--out", str(out), "--confirm", given)
+        assert done.returncode == 0, done.stderr
+        assert f"--confirm {run_id} --out" in (out / "README.md").read_text()
