@@ -77,6 +77,20 @@ def _cost_columns(out: CellOutput) -> dict:
     }
 
 
+def head_cost(out: CellOutput) -> dict | None:
+    """a2c2's per-control-step cost beside the NFE columns (which count its base method's flow-policy passes):
+    correction-head evaluations per first-episode env step, FLOPs of one evaluation and of one policy forward
+    pass (XLA's count, one rollout), and the head's cost in policy-forward-pass equivalents per env step.
+    None for methods without a head. The cells table has no column for it; it is stored in cell_config."""
+    if "head_evals" not in out.extra:
+        return None
+    steps = max(float(np.asarray(out.per_rollout["length"]).sum()), 1.0)
+    per_step = float(np.asarray(out.extra["head_evals"]).sum()) / steps
+    head_f, pol_f = out.head_flops_per_eval, out.policy_flops_per_nfe
+    return {"head_evals_per_env_step": per_step, "head_flops_per_eval": head_f, "policy_flops_per_nfe": pol_f,
+            "head_nfe_equivalent_per_env_step": per_step * head_f / pol_f if head_f and pol_f else None}
+
+
 def cell_config(engine: EngineParams, prep: PreparedCell) -> dict:
     """The cell's resolved configuration, stored as JSON beside its row."""
     cell = prep.cell
@@ -109,7 +123,7 @@ def cell_row(scenario_name: str, engine: EngineParams, prep: PreparedCell, out: 
         **{k: _finite_or_none(v) for k, v in _schedule_columns(prep).items()},
         **{k: _nanmean(per[k]) for k in JERK_COLUMNS},
         **_cost_columns(out),
-        "cell_config": cell_config(engine, prep),
+        "cell_config": cell_config(engine, prep) | ({"head_cost": hc} if (hc := head_cost(out)) else {}),
     }
 
 

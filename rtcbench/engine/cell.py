@@ -3,6 +3,12 @@
 Compiled episodes are cached by their static key (EngineStatic plus input shapes), so a sweep of delay
 setups, traces and seeds through one method and level compiles once. `compile_s` is the compile time
 paid by this call (0.0 when the cache already held the executable; `cache_hit` says which).
+
+Cost of `a2c2`: its NFE and VJP columns are its base method's (flow-policy passes per inference). The
+correction head runs once per executed chunk action; `head_evals_per_env_step` counts those per
+first-episode env step (``extra["head_evals"]`` per rollout), and `head_flops_per_eval` and
+`policy_flops_per_nfe` (XLA's cost analysis of one batch-1 call of each) put a head evaluation in units of
+a policy forward pass. They are 0 / None for every other method.
 """
 
 from __future__ import annotations
@@ -51,7 +57,11 @@ class CellOutput:
     inference_ms_p90: float = float("nan")
     cache_hit: bool = False
     device: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # stall_steps_all [B]; actions [B, T, A] if recorded
+    extra: dict[str, Any] = field(default_factory=dict)  # stall_steps_all [B]; actions [B, T, A] if recorded;
+    # head_evals [B] (a2c2)
+    head_evals_per_env_step: float = 0.0  # a2c2: correction-head evaluations per first-episode env step
+    head_flops_per_eval: float | None = None  # a2c2: FLOPs of one head evaluation (one rollout)
+    policy_flops_per_nfe: float | None = None  # a2c2: FLOPs of one policy forward pass (one rollout), for scale
 
 
 def policy_parts(policy):
@@ -89,6 +99,23 @@ def _check_policy(level, policy, kind, method, H: int, weak_graphdef) -> None:
                         "got a 'bc' checkpoint", field="method.policy")
     if method.kind == "bid" and method.weak_policy and weak_graphdef is None:
         raise UserError("bid with weak_policy needs the weak policy passed to the engine", field="method.weak_policy")
+    meta = getattr(policy, "meta", None) or {}
+    if method.kind == "vlash":
+        if (kind is not None and kind != "vlash") or (cfg is not None and not getattr(cfg, "cond_dim", 0)):
+            raise UserError("method vlash needs a policy fine-tuned with committed-action conditioning (checkpoint "
+                            f"kind 'vlash', rtcbench policy train-vlash), got a {kind or 'unconditioned'!r} one",
+                            field="method.policy")
+    if method.kind == "a2c2":
+        if not (kind == "a2c2" if kind is not None else hasattr(policy, "correction")):
+            raise UserError("method a2c2 needs an a2c2 checkpoint (a correction head bundled with its base policy, "
+                            f"rtcbench policy train-a2c2) as its head, got a {kind!r} checkpoint", field="method.policy")
+        need = {"ttrtc": "ttrtc", "vlash": "vlash"}.get(method.base.kind)
+        base_kind = meta.get("base_kind")
+        if need is not None and kind is not None and base_kind != need:
+            raise UserError(f"a2c2 with base {method.base.kind} needs a head trained on a {need} checkpoint, but this "
+                            f"one bundles a {base_kind!r} policy", field="method.policy")
+        if method.base.kind == "vlash" and cfg is not None and not getattr(cfg, "cond_dim", 0):
+            raise UserError("a2c2 with base vlash needs a head trained on a vlash checkpoint", field="method.policy")
 
 
 def _schedule_arrays(schedule, impl, method, H: int, max_steps: int) -> dict[str, np.ndarray]:
@@ -175,6 +202,11 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
             f"engine stall steps disagree with the schedule's stall flags in "
             f"{int((out['stall_mismatch'] > 0).sum())} rollouts; the timeline contract is broken")
 
+    head = {}
+    if impl.corrects:
+        evals = out["head_evals"]
+        head = dict(head_evals_per_env_step=float(evals.sum()) / max(float(out["length"].sum()), 1.0),
+                    **_a2c2_flops(graphdef, state, level.obs_dim, level.action_dim, H))
     inf_ms = inf_p10 = inf_p90 = float("nan")
     if time_inference:
         inf_ms, inf_p10, inf_p90 = _inference_ms(level, method, graphdef, state, static, weak_state if impl.uses_weak
@@ -184,6 +216,8 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
     extra = {"stall_steps_all": out["stall_steps_all"]}
     if record_actions:
         extra["actions"] = out["actions"]
+    if impl.corrects:
+        extra["head_evals"] = out["head_evals"]
     return CellOutput(
         per_rollout=per,
         compile_s=compile_s,
@@ -200,4 +234,37 @@ def run_cell(level, policy, method, schedule, *, H: int, n: int, env_seed: int, 
         cache_hit=hit,
         device=str(local[0].platform) + (f" x{n_dev}" if n_dev > 1 else ""),
         extra=extra,
+        **head,
     )
+
+
+def _flops(fn, *args) -> float | None:
+    """XLA's FLOP count of one call of fn(*args), or None where the backend gives none."""
+    try:
+        analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    except Exception:  # cost analysis is best effort: some backends do not implement it
+        return None
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops is not None and flops >= 0 else None
+
+
+_FLOPS: dict = {}  # (graphdef, dims) -> FLOP counts: they depend on the shapes alone, not on the weights
+
+
+def _a2c2_flops(graphdef, state, obs_dim: int, action_dim: int, H: int) -> dict:
+    """FLOPs of one head evaluation and of one policy forward pass, for one rollout (batch 1)."""
+    key = (graphdef, obs_dim, action_dim, H)
+    if key not in _FLOPS:
+        _FLOPS[key] = _count_a2c2_flops(graphdef, state, obs_dim, action_dim, H)
+    return dict(_FLOPS[key])
+
+
+def _count_a2c2_flops(graphdef, state, obs_dim: int, action_dim: int, H: int) -> dict:
+    obs, a = jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, action_dim), jnp.float32)
+    t = jnp.zeros((1,), jnp.int32)
+    head = _flops(lambda st, o, a_, t_: nnx.merge(graphdef, st).correction(o, a_, t_, o), state, obs, a, t)
+    x, tau = jnp.zeros((1, H, action_dim), jnp.float32), jnp.zeros((1,), jnp.float32)
+    policy = _flops(lambda st, o, x_, tau_: nnx.merge(graphdef, st).velocity(o, x_, tau_), state, obs, x, tau)
+    return {"head_flops_per_eval": head, "policy_flops_per_nfe": policy}

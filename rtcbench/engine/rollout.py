@@ -7,6 +7,7 @@ Per control step j, for all B rollouts at once (docs/DESIGN.md §1; the schedule
                                      d == 0 -> A <- new, t <- 0 at once;  d > 0 -> pending <- new
                 the policy runs under lax.cond(any rollout starts): steps where none starts cost nothing
     3. execute  a = A[t] if t < H else fallback (hold: last executed action, or zero) -> a stall step
+                (a2c2: a = A[t] + correction(obs now, A[t], t, obs the chunk was computed from), not on stalls)
                 t += 1;  env.step(a + 0.1 * N(0, 1))  (noise from the env key)
 
 Step 0 is the synchronous first chunk: a plain Euler sample computed before the scan (the schedule's
@@ -14,7 +15,10 @@ k = 0 start at step 0, d = dhat = s = 0, is consumed there). Under the schedule'
 (the RTC reference's start-up, rtcbench.replay.schedule) step 0 also starts inference 1, from the first
 observation with the whole first chunk as its prefix (shift 0). ``shift`` is the schedule's prefix shift
 (= s except there). `te` executes the weighted average of all
-arrived predictions for the step (see rtcbench.methods.te) instead of A[t].
+arrived predictions for the step (see rtcbench.methods.te) instead of A[t]. `a2c2` (a static flag of the
+method, rtcbench.methods.a2c2) runs its base method's inferences and corrects each executed chunk action
+with the policy's head (the head's weights are part of the traced policy state); only its episode carries
+the observation each chunk was computed from (``A_obs``, ``pend_obs``) and counts head evaluations.
 
 Keys (common random numbers): rollout b's env key is fold_in(PRNGKey(env_seed), b), b counted over the
 whole cell (a shard of rollouts [lo, hi) passes first_rollout = lo); step j uses
@@ -41,6 +45,7 @@ import jax.numpy as jnp
 
 from rtcbench.engine import smoothness
 from rtcbench.levels import ACTION_NOISE_STD
+from rtcbench.methods.a2c2 import corrected_action
 from rtcbench.methods.dispatch import make_method
 from rtcbench.methods.naive import euler_sample, flow_noise
 from rtcbench.methods.te import ensemble
@@ -140,6 +145,7 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
     weak = nnx.merge(static.weak_graphdef, weak_state) if impl.uses_weak else None
     method_fn = (lambda *a: impl.fn(*a, weak=weak)) if impl.uses_weak else impl.fn
     te_on = impl.ensemble_m is not None
+    corrects = impl.corrects
 
     env_keys = env_rollout_keys(env_seed, B, first_rollout)  # [B, 2]
     pol_keys = policy_rollout_keys(policy_seed, B, first_rollout)  # [B, 2]
@@ -160,6 +166,8 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         smooth=smoothness.init(B),
         wasted=jnp.zeros((), i32), policy_calls=jnp.zeros((), i32),
     )
+    if corrects:  # the observation each chunk was computed from, and head evaluations per rollout
+        carry.update(A_obs=obs, pend_obs=jnp.zeros_like(obs), head_evals=zB)
     if te_on:  # ring of the last H arrived chunks (slot = arrival count mod H)
         carry.update(
             buf=jnp.zeros((B, H, H, Ad), f32).at[:, 0].set(A0),  # [B, slot, H, A]
@@ -183,6 +191,8 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
             c = te_insert(c, arrive, c["pend"], c["pend_tau"])
         A = jnp.where(arrive[:, None, None], c["pend"], c["A"])  # [B, H, A]
         t = jnp.where(arrive, c["pend_d"], c["t"])  # [B]
+        if corrects:
+            c["A_obs"] = jnp.where(arrive[:, None], c["pend_obs"], c["A_obs"])
         # 2. start an inference (policy evaluated only when some rollout starts)
         start = start & ((j > 0) | reference_start)  # k = 0 was the synchronous first chunk
         any_start = jnp.any(start)
@@ -200,6 +210,9 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         c["pend"] = jnp.where(later[:, None, None], new, c["pend"])
         c["pend_d"] = jnp.where(later, sd, c["pend_d"])
         c["pend_tau"] = jnp.where(later, j, c["pend_tau"])
+        if corrects:
+            c["A_obs"] = jnp.where(now[:, None], c["obs"], c["A_obs"])
+            c["pend_obs"] = jnp.where(later[:, None], c["obs"], c["pend_obs"])
         n_start = start.sum(dtype=i32)
         c["wasted"] = c["wasted"] + jnp.where(any_start, B - n_start, 0)
         c["policy_calls"] = c["policy_calls"] + any_start.astype(i32)
@@ -208,6 +221,9 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         a = jnp.take_along_axis(A, jnp.clip(t, 0, H - 1)[:, None, None], axis=1)[:, 0]  # [B, A]
         if te_on:
             a, _ = ensemble(c["buf"], c["buf_tau"], c["buf_ok"], j, impl.ensemble_m)
+        if corrects:
+            a = corrected_action(policy, c["obs"], a, jnp.clip(t, 0, H - 1), c["A_obs"])
+            c["head_evals"] = c["head_evals"] + (c["alive"] & ~stall)
         fb = jnp.where(fallback_zero, 0.0, c["last"])  # [B, A]
         a = jnp.where(stall[:, None], fb, a)  # [B, A] commanded action
         step_keys, noise_keys = env_step_keys(env_keys, j)
@@ -257,6 +273,8 @@ def episode(static: EngineStatic, env_params, pol_state, weak_state, sched: dict
         wasted_policy_evals=c["wasted"],
         policy_calls=c["policy_calls"],
     )
+    if corrects:
+        res["head_evals"] = c["head_evals"]  # [B]: first-episode steps that ran the correction head
     if static.record_actions:
         res["actions"] = jnp.swapaxes(acts, 0, 1)  # [B, T, A]
     return res

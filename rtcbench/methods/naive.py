@@ -17,6 +17,7 @@ class Cost(NamedTuple):
 
     nfe: int  # network forward passes
     vjp: int  # vector-Jacobian products
+    head_evals: int = 0  # a2c2: correction-head evaluations per executed chunk action (per control step)
 
 
 def flow_noise(keys: jax.Array, H: int, action_dim: int) -> jax.Array:

@@ -4,8 +4,14 @@ A checkpoint ``NAME`` is two files side by side:
 
     NAME.msgpack   flax msgpack of the nnx state as a pure dict (integer keys of nnx.List stored as strings)
     NAME.json      sidecar: obs_dim, action_dim, H, preset, config (the full PolicyConfig), level, kind
-                   ("bc" | "ttrtc"), kinetix_version, training (commands, seeds, ...), solve_rate
-                   ({rate, n, solved, wilson95}), sha256 of the msgpack bytes
+                   ("bc" | "ttrtc" | "vlash" | "a2c2"), kinetix_version, training (commands, seeds, ...),
+                   solve_rate ({rate, n, solved, wilson95}), sha256 of the msgpack bytes
+
+Kinds beyond bc: ``ttrtc`` (per-token flow time; same network), ``vlash`` (its config has ``cond_dim`` > 0:
+the committed-action conditioning, rtcbench.policy.vlash) and ``a2c2`` (the weights hold a frozen base
+policy under ``base`` and the correction head under ``head``, rtcbench.policy.a2c2; ``config`` is the base
+policy's, ``head_config`` the head's, ``base_kind`` the base checkpoint's kind). bc and ttrtc sidecars
+carry no ``cond_dim`` (it is 0) and load as before.
 
 ``load_policy`` refuses pickles, a sha256 that does not match the sidecar, and dims that do not match
 the level, each with a `UserError` that names the file.
@@ -22,7 +28,7 @@ from pathlib import Path
 from rtcbench.errors import UserError
 from rtcbench.levels import load_level_or_user_error
 
-KINDS = ("bc", "ttrtc")
+KINDS = ("bc", "ttrtc", "vlash", "a2c2")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
 
 
@@ -64,9 +70,9 @@ def _restore_int_keys(tree):
 def save_policy(model, path: str | os.PathLike, meta: dict) -> str:
     """Write ``NAME.msgpack`` + ``NAME.json`` for a FlowPolicy and return the sha256 of the msgpack.
 
-    ``meta`` must hold ``level`` and ``kind`` ("bc" | "ttrtc"); anything else (training commands and
+    ``meta`` must hold ``level`` and ``kind`` (one of KINDS); anything else (training commands and
     seeds, solve_rate, ...) is copied into the sidecar. Dims, H, the config, the preset, the kinetix-env
-    version and the hash are filled in here.
+    version and the hash are filled in here (and an a2c2 policy's ``head_config``).
     """
     import flax.nnx as nnx
     from flax import serialization
@@ -76,6 +82,10 @@ def save_policy(model, path: str | os.PathLike, meta: dict) -> str:
         raise ValueError(f"checkpoint meta 'kind' must be one of {KINDS}, got {kind!r}")
     if "level" not in meta:
         raise ValueError("checkpoint meta must name the 'level' the policy was trained on")
+    if (kind == "a2c2") != hasattr(model, "head"):
+        raise ValueError("kind 'a2c2' is the checkpoint of an A2C2Policy (a base policy and its head), and only that")
+    if (kind == "vlash") != bool(getattr(model.cfg, "cond_dim", 0)) and kind != "a2c2":
+        raise ValueError("kind 'vlash' is the checkpoint of a conditioned policy (cond_dim > 0), and only that")
     weights_path, sidecar_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     _, state = nnx.split(model)
@@ -90,6 +100,7 @@ def save_policy(model, path: str | os.PathLike, meta: dict) -> str:
         H=cfg.H,
         preset=meta.get("preset") or _preset_of(cfg),
         config=cfg.to_dict(),
+        **({"head_config": model.head.cfg.to_dict()} if kind == "a2c2" else {}),
         kinetix_version=_kinetix_version(),
         weights=weights_path.name,
         sha256=sha,
@@ -208,6 +219,19 @@ def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
         cfg = PolicyConfig(**meta["config"])
     except TypeError as exc:
         raise UserError(f"config does not describe a PolicyConfig: {exc}", path=str(sidecar_path), field="config") from None
+    if (meta["kind"] == "vlash") != bool(cfg.cond_dim) and meta["kind"] != "a2c2":
+        raise UserError(f"a {meta['kind']!r} checkpoint with cond_dim={cfg.cond_dim} (only vlash checkpoints take "
+                        "a conditioning input)", path=str(sidecar_path), field="config")
+    make = lambda: make_policy(cfg)
+    if meta["kind"] == "a2c2":
+        from rtcbench.policy.a2c2 import HeadConfig, make_a2c2_policy
+
+        try:
+            head_cfg = HeadConfig(**meta["head_config"])
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"an a2c2 sidecar needs head_config describing a HeadConfig: {exc!r}",
+                            path=str(sidecar_path), field="head_config") from None
+        make = lambda: make_a2c2_policy(cfg, head_cfg)
     if level is not None:
         if isinstance(level, str):
             level = load_level_or_user_error(level, field="level")
@@ -216,7 +240,7 @@ def load_policy(path: str | os.PathLike, level=None) -> LoadedPolicy:
         restored = serialization.msgpack_restore(blob)
     except Exception as exc:  # msgpack raises assorted errors on corrupt bytes
         raise UserError(f"weights are not a flax msgpack state: {exc}", path=str(weights_path)) from None
-    abstract = nnx.eval_shape(lambda: make_policy(cfg))
+    abstract = nnx.eval_shape(make)
     graphdef, state = nnx.split(abstract)
     expected = traverse_util.flatten_dict(_stringify_keys(nnx.to_pure_dict(state)), sep="/")  # abstract shapes
     got = traverse_util.flatten_dict(restored, sep="/") if isinstance(restored, dict) else {}

@@ -2,8 +2,10 @@
 
 Interface used by every method (docs/DESIGN.md §3):
 
-    policy.velocity(obs, x, tau) -> v
+    policy.velocity(obs, x, tau, cond=None) -> v
         obs: [B, obs_dim]     x: [B, H, action_dim]     tau: [B] or [B, H]     v: [B, H, action_dim]
+        cond: [B, cond_dim], only for a policy with ``cond_dim > 0`` (VLASH, rtcbench.methods.vlash);
+              None there means zeros (the offset-0 conditioning); a policy with cond_dim = 0 has no such input
 
 tau is the flow time: x_tau = (1 - tau) * noise + tau * actions, so tau = 0 is pure noise and tau = 1 is
 clean. A per-token tau ([B, H]) is what training-time RTC feeds: clean prefix tokens carry tau = 1.
@@ -12,7 +14,7 @@ clean. A per-token tau ([B, H]) is what training-time RTC feeds: clean prefix to
 
 Architecture, per token i (H tokens):
 
-    token_i = Linear([x_i, norm(obs)]) + pos_i                      # [B, H, C]
+    token_i = Linear([x_i, norm(obs)(, cond)]) + pos_i             # [B, H, C]
     cond_i  = MLP(sinusoid(tau_i))                                  # [B, H, C]
     repeat `layers` times:
         token-mixing MLP across the H tokens, adaLN-modulated by cond (shift, scale, gate)
@@ -44,9 +46,13 @@ class PolicyConfig:
     channels: int = 64
     channel_hidden: int = 128
     token_hidden: int = 32
+    cond_dim: int = 0  # width of an extra conditioning input (VLASH); 0 = none (bc, ttrtc)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.cond_dim:  # sidecars of unconditioned policies keep the keys they always had
+            del d["cond_dim"]
+        return d
 
 
 # Size presets. `cpu` is for s/m levels on a 2-core machine; `paper` is the paper's model (GPU, L levels).
@@ -118,7 +124,7 @@ class FlowPolicy(nnx.Module):
         C = cfg.channels
         self.obs_mean = ObsStats(jnp.zeros(cfg.obs_dim))
         self.obs_std = ObsStats(jnp.ones(cfg.obs_dim))
-        self.embed = nnx.Linear(cfg.action_dim + cfg.obs_dim, C, rngs=rngs)
+        self.embed = nnx.Linear(cfg.action_dim + cfg.obs_dim + cfg.cond_dim, C, rngs=rngs)
         self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.H, C)))
         self.time_fc1 = nnx.Linear(C, C, rngs=rngs)
         self.time_fc2 = nnx.Linear(C, C, rngs=rngs)
@@ -130,10 +136,19 @@ class FlowPolicy(nnx.Module):
         self.obs_mean.value = jnp.asarray(mean, jnp.float32)
         self.obs_std.value = jnp.maximum(jnp.asarray(std, jnp.float32), 1e-3)
 
-    def velocity(self, obs: jax.Array, x: jax.Array, tau: jax.Array) -> jax.Array:
-        """obs [B, obs_dim], x [B, H, A], tau [B] or [B, H] -> velocity [B, H, A]."""
+    def normalize_obs(self, obs: jax.Array) -> jax.Array:
+        """obs [..., obs_dim] standardised with the stored statistics."""
+        return (obs - self.obs_mean.value) / self.obs_std.value
+
+    def velocity(self, obs: jax.Array, x: jax.Array, tau: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+        """obs [B, obs_dim], x [B, H, A], tau [B] or [B, H], cond [B, cond_dim] or None -> velocity [B, H, A]."""
         H = self.cfg.H
         obs_n = (obs - self.obs_mean.value) / self.obs_std.value  # [B, obs_dim]
+        if self.cfg.cond_dim:
+            cond = jnp.zeros((obs.shape[0], self.cfg.cond_dim), obs_n.dtype) if cond is None else cond
+            obs_n = jnp.concatenate([obs_n, jnp.asarray(cond, obs_n.dtype)], axis=-1)  # [B, obs_dim + cond_dim]
+        elif cond is not None:
+            raise ValueError("this policy takes no conditioning input (cond_dim = 0)")
         obs_tok = jnp.broadcast_to(obs_n[:, None, :], (*x.shape[:-1], obs_n.shape[-1]))  # [B, H, obs_dim]
         h = self.embed(jnp.concatenate([x, obs_tok], axis=-1)) + self.pos.value  # [B, H, C]
         tau = jnp.asarray(tau, jnp.float32)
