@@ -553,18 +553,19 @@ def study_cmd(
                                 "compare", path=str(path), field="--ablation")
         confirm_data = None
         if confirm:
-            from rtcbench.study.confirm import check_confirm
+            from rtcbench.study.confirm import check_confirm, load_confirm
 
-            confirm_data = load_runs(conn, find_runs(conn, "", list(confirm), str(path), "--confirm",
-                                                     allow_dirty=allow_dirty))
-            check_confirm(confirm_data)
+            confirm_data = load_confirm(conn, find_runs(conn, "", list(confirm), str(path), "--confirm",
+                                                        allow_dirty=allow_dirty))
+            for seed in confirm_data:
+                check_confirm(seed.data)
         if sweep_data is None and tail_data is None and ablation_data is None and confirm_data is None:
             raise UserError("nothing to write: give --confirm or --ablation, or keep the sweep or the tail",
                             field="--skip-sweep")
         command = " ".join(["rtcbench study",
                             *([f"--sweep {r['run_id']}" for r in sweep_data.runs] if sweep_data else ["--skip-sweep"]),
                             *([f"--tail {r['run_id']}" for r in tail_data.runs] if tail_data else ["--skip-tail"]),
-                            *[f"--confirm {r['run_id']}" for r in (confirm_data.runs if confirm_data else [])],
+                            *[f"--confirm {r['run_id']}" for seed in confirm_data or [] for r in seed.data.runs],
                             *[f"--ablation {r['run_id']}" for r in (ablation_data.runs if ablation_data else [])],
                             *[f"--extra {e.runs[0]['run_id']}" for e in extras],
                             *[f"--bench {p}" for p in bench or []], *(["--allow-dirty"] if allow_dirty else []),

@@ -62,12 +62,6 @@ def check_confirm(data: RunData) -> None:
         if run["scenario"] != CONFIRM_SCENARIO:
             raise UserError(f"run {run['run_id']} is of scenario {run['scenario']!r}, not the registered "
                             f"{CONFIRM_SCENARIO!r}", field="--confirm")
-    for level, cells in data.cells[data.cells.method == "naive"].groupby("level"):
-        shas = {json.loads(c or "{}").get("policy_sha256") for c in cells["cell_config"]}
-        if len(shas) > 1:
-            raise UserError(f"level {level} holds cells of {len(shas)} BC checkpoints (training seeds); the section "
-                            "judges one checkpoint per level (per-seed verdicts are not implemented): pass one "
-                            "seed's runs", field="--confirm")
     role = seed_role(data.cells)
     if not role.startswith("held-out"):
         raise UserError(f"runs {', '.join(str(r['run_id']) for r in data.runs)} used {role}: the confirmatory "
@@ -216,18 +210,118 @@ def _cells_part(data: RunData, level: str, out_dir: Path) -> list[str]:
             md_table(frame, EVERY_CELL_COLUMNS), "", "</details>", ""]
 
 
-def _training_seeds(data: RunData, level: str) -> str:
-    """The BC checkpoint (sha256, from the cells' stored configs) the level's naive cells ran (`check_confirm`
-    admits one per level)."""
-    cells = data.cells[(data.cells.level == level) & (data.cells.method == "naive")]
-    shas = sorted({str(json.loads(c or "{}").get("policy_sha256", ""))[:12] for c in cells["cell_config"]})
-    return (f"BC checkpoint `{shas[0]}`: one training seed. The registered across-seed rule (reproduced on at "
-            "least 2 of 3 seeds, contradicted on none) applies once the replicated seeds are run.")
+def _scenario_policy_sha(cell_config: str | None) -> str | None:
+    """The sha256 of the scenario's own checkpoint (the BC policy) if this cell ran it, else None (a method
+    that names its own checkpoint, e.g. ttrtc)."""
+    cfg = json.loads(cell_config or "{}")
+    return None if (cfg.get("method") or {}).get("policy") else cfg.get("policy_sha256")
 
 
-def confirm_section(data: RunData, out_dir: Path) -> list[str]:
-    """The confirmatory section: the rule, then per level the table of rows with raw and used p, the
-    decomposition rule where it applies, a figure and every cell."""
+def bc_checkpoints(cells: pd.DataFrame) -> dict[str, str]:
+    """level -> the one BC checkpoint (sha256) a run's cells of that level ran as the scenario's policy; a
+    UserError for a level with several (a confirmatory run is one training seed's)."""
+    out: dict[str, set[str]] = {}
+    for level, cfg in zip(cells["level"], cells["cell_config"], strict=True):
+        if sha := _scenario_policy_sha(cfg):
+            out.setdefault(level, set()).add(sha)
+    for level, shas in out.items():
+        if len(shas) > 1:
+            raise UserError(f"a confirmatory run must run one BC checkpoint per level as its scenario policy; "
+                            f"{level} has {len(shas)}", field="--confirm")
+    return {level: shas.pop() for level, shas in out.items()}
+
+
+@dataclass
+class Seed:
+    """One BC training seed of the families: its checkpoint per level and the runs (parts) made with it."""
+
+    checkpoints: dict[str, str]  # level -> BC sha256
+    data: RunData
+
+
+def load_confirm(conn, runs: list[pd.Series]) -> list[Seed]:
+    """The confirmatory runs grouped by training seed: a run joins the first group whose BC checkpoint agrees
+    on every level both hold (the parts of one seed's matrix; a part may hold one level only), else starts
+    one. Each group is loaded as one `RunData` (`load_runs` checks that its parts pair)."""
+    from rtcbench.study.runs import load_runs
+
+    groups: list[tuple[dict[str, str], list[pd.Series]]] = []
+    for run in runs:
+        cells = conn.execute("SELECT level, cell_config FROM cells WHERE run_id = ?", [run["run_id"]]).df()
+        mine = bc_checkpoints(cells)
+        for checkpoints, members in groups:
+            if all(checkpoints[lv] == sha for lv, sha in mine.items() if lv in checkpoints):
+                checkpoints |= mine
+                members.append(run)
+                break
+        else:
+            groups.append((dict(mine), [run]))
+    return [Seed(checkpoints, load_runs(conn, members)) for checkpoints, members in groups]
+
+
+def family_verdict(verdicts: list[str], kind: str) -> str:
+    """The registered rule across training seeds: *reproduced* on at least 2 seeds and contradicted on none
+    (an at-least-as-much row: *holds* when contradicted on none); *contradicted* on at least 2 and
+    reproduced on none; else *mixed*. With one seed, that seed's verdict."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    n_rep, n_con = verdicts.count("reproduced"), verdicts.count("contradicted")
+    if kind == "not_worse":
+        return "holds (not contradicted)" if n_con == 0 else ("contradicted" if n_con >= 2 else "mixed")
+    if n_rep >= 2 and n_con == 0:
+        return "reproduced"
+    if n_con >= 2 and n_rep == 0:
+        return "contradicted"
+    return "mixed" if n_rep or n_con else "not significant"
+
+
+def _predicted(row: Row) -> str:
+    return ">= 0" if row.kind == "not_worse" else ("> 0" if row.sign > 0 else "< 0")
+
+
+def _seed_table(seeds: list[Seed], level: str) -> tuple[list[str], list[Verdict]]:
+    """One seed: its rows. Several: per row the family verdict, the effect's spread across seeds and each
+    seed's effect and verdict. Returns (table lines, the first seed's verdicts for the decomposition rule)."""
+    judged = {seed.checkpoints[level]: judge_level(seed.data, level)[0] for seed in seeds
+              if level in seed.checkpoints}
+    first = next(iter(judged.values()), [])
+    if len(judged) == 1:
+        lines = ["| hyp. | comparison | predicted | effect | evidence | p raw | p used | verdict |",
+                 "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {v.judged.row.hypothesis} | {v.judged.row.label} | {_predicted(v.judged.row)} | "
+                  f"{v.judged.effect:+.3f} | {v.judged.evidence} | {p_value(v.judged.p_raw)} | {p_value(v.p_used)} | "
+                  f"**{v.verdict}** |" for v in first]
+        return lines, first
+    shas = list(judged)
+    head = ("| hyp. | comparison | predicted | family verdict | effect min .. max | "
+            + " | ".join(f"seed `{sha[:8]}`" for sha in shas) + " |")
+    lines = [head, "|" + "---|" * (5 + len(shas))]
+    by_label = [{v.judged.row.label: v for v in judged[sha]} for sha in shas]
+    for row in registered_rows():
+        per = [b.get(row.label) for b in by_label]
+        if any(v is None for v in per):
+            continue
+        effects = [v.judged.effect for v in per]
+        lines.append(f"| {row.hypothesis} | {row.label} | {_predicted(row)} | "
+                     f"**{family_verdict([v.verdict for v in per], row.kind)}** | "
+                     f"{min(effects):+.3f} .. {max(effects):+.3f} | "
+                     + " | ".join(f"{v.judged.effect:+.3f} ({p_value(v.p_used)}) {v.verdict}" for v in per) + " |")
+    return lines, first
+
+
+def _seeds_note(seeds: list[Seed], level: str) -> str:
+    shas = [seed.checkpoints[level] for seed in seeds if level in seed.checkpoints]
+    if len(shas) == 1:
+        return (f"BC checkpoint `{shas[0][:12]}`: one training seed. The registered across-seed rule (reproduced "
+                "on at least 2 of 3 seeds, contradicted on none) applies once the replicated seeds are run.")
+    return (f"BC checkpoints {', '.join(f'`{s[:12]}`' for s in shas)}: {len(shas)} training seeds, each judged as "
+            "registered (Holm within the seed's level); the family verdict is the registered rule across seeds "
+            "(reproduced on at least 2 and contradicted on none).")
+
+
+def confirm_section(seeds: list[Seed], out_dir: Path) -> list[str]:
+    """The confirmatory section: the rule, then per level the rows (per seed and across seeds where there are
+    several), the decomposition rule where it applies, a figure and every cell of the first seed."""
     lines = ["## Confirmatory tail matrix (pre-registered)", "",
              f"Hypotheses, rules and cells as registered in [the pre-registration]({PREREGISTRATION}) before any "
              "of these cells ran. H0 (one per level) is judged at its raw p against alpha "
@@ -235,32 +329,18 @@ def confirm_section(data: RunData, out_dir: Path) -> list[str]:
              "Solve rows: McNemar on paired rollouts (candidate - baseline; rates shown candidate vs baseline). "
              "Jerk and gap rows: the paired bootstrap 95% interval of the mean per-rollout difference; p from a "
              "one-sample t-test of the same differences. *at least as much* rows hold unless contradicted.", ""]
-    for level in sorted(data.cells["level"].unique()):
-        verdicts, missing = judge_level(data, level)
-        lines += [f"### {level}", "", _training_seeds(data, level), "", "| hyp. | comparison | predicted | effect | evidence | p raw | p used | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for v in verdicts:
-            r = v.judged.row
-            predicted = ">= 0" if r.kind == "not_worse" else ("> 0" if r.sign > 0 else "< 0")
-            lines.append(f"| {r.hypothesis} | {r.label} | {predicted} | {v.judged.effect:+.3f} | {v.judged.evidence} | "
-                         f"{p_value(v.judged.p_raw)} | {p_value(v.p_used)} | **{v.verdict}** |")
-        lines.append("")
+    first_data = seeds[0].data
+    levels = sorted({lv for seed in seeds for lv in seed.checkpoints})
+    for level in levels:
+        table, first = _seed_table(seeds, level)
+        lines += [f"### {level}", "", _seeds_note(seeds, level), "", *table, ""]
+        missing = [r for r in registered_rows() if r.label not in {v.judged.row.label for v in first}]
         if missing:
             lines += ["Not run (cells not in these runs; not in the correction family): "
                       + "; ".join(f"{r.hypothesis} {r.label}" for r in missing) + ".", ""]
-        decision = h4_decomposition(verdicts) if level.startswith("l/h4_cartpole") else None
+        decision = h4_decomposition(first) if level.startswith("l/h4_cartpole") else None
         if decision:
-            lines += [f"**h4's exploratory deficit (S2's decision rule):** {decision}", ""]
-        lines += _cells_part(data, level, out_dir)
+            lines += [f"**h4's exploratory deficit (S2's decision rule, first seed):** {decision}", ""]
+        if level in set(first_data.cells["level"]):
+            lines += _cells_part(first_data, level, out_dir)
     return lines
-
-
-def confirm_table(data: RunData) -> pd.DataFrame:
-    """Every judged row of every level as a frame (level, hypothesis, label, effect, p_raw, p_used, verdict)."""
-    rows = []
-    for level in sorted(data.cells["level"].unique()):
-        for v in judge_level(data, level)[0]:
-            rows.append({"level": level, "hypothesis": v.judged.row.hypothesis, "label": v.judged.row.label,
-                         "effect": v.judged.effect, "p_raw": v.judged.p_raw, "p_used": v.p_used,
-                         "verdict": v.verdict})
-    return pd.DataFrame(rows, columns=["level", "hypothesis", "label", "effect", "p_raw", "p_used", "verdict"])

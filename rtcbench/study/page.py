@@ -18,7 +18,7 @@ import duckdb
 from rtcbench.errors import make_output_dir, write_text_atomically
 from rtcbench.paired import ALPHA, SMOOTHNESS_LABEL
 from rtcbench.study.ablation import ablation_section
-from rtcbench.study.confirm import confirm_section
+from rtcbench.study.confirm import Seed, confirm_section
 from rtcbench.study.cost import cost_section
 from rtcbench.study.followup import extra_section
 from rtcbench.study.rules import CORRECTION
@@ -80,14 +80,15 @@ def _head(command: str, labelled: list[tuple[str, RunData]]) -> list[str]:
 
 def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunData | None, tail: RunData | None,
                 bench_lines: list[dict], command: str, extras: list[RunData] | None = None,
-                ablation: RunData | None = None, confirm: RunData | None = None) -> Path:
+                ablation: RunData | None = None, confirm: list[Seed] | None = None) -> Path:
     """Write ``out_dir/README.md`` and its figures from the loaded runs -> the page's path."""
     make_output_dir(out_dir, "--out")
-    labelled = [(label, d) for label, d in (("confirmatory", confirm), ("sweep", sweep), ("tail", tail),
-                                            ("ablation", ablation), *(("follow-up", e) for e in extras or []))
-                if d is not None]
+    confirm_runs = [seed.data for seed in confirm or []]  # one RunData per BC training seed
+    labelled = [(label, d) for label, d in (*(("confirmatory", c) for c in confirm_runs), ("sweep", sweep),
+                                            ("tail", tail), ("ablation", ablation),
+                                            *(("follow-up", e) for e in extras or [])) if d is not None]
     lines = _head(command, labelled)
-    if confirm is not None:
+    if confirm:
         lines += confirm_section(confirm, out_dir)
     if sweep is not None:
         lines += sweep_section(sweep, out_dir)
@@ -95,7 +96,8 @@ def write_study(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, sweep: RunDat
         lines += tail_section(tail, out_dir)
     if ablation is not None:
         lines += ablation_section(ablation, out_dir)
-    lines += cost_section([d for d in (confirm, sweep, tail, ablation, *(extras or [])) if d is not None], bench_lines)
+    lines += cost_section([d for d in (*confirm_runs, sweep, tail, ablation, *(extras or [])) if d is not None],
+                          bench_lines)
     lines += extra_section(list(extras or []))
     page = out_dir / "README.md"
     write_text_atomically(page, "\n".join(lines).rstrip() + "\n", "--out")

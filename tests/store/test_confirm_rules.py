@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from rtcbench.study.confirm import h4_decomposition, judge_level, registered_rows
+from rtcbench.study.confirm import family_verdict, h4_decomposition, judge_level, registered_rows
 from rtcbench.study.runs import RunData
 
 LEVEL = "l/h4_cartpole:packed"
@@ -90,7 +90,7 @@ def test_h4_decomposition_follows_the_registered_branches():
         assert expected in text
 
 
-def _store_run(db, scenario: str, seeds: dict, solves: dict[tuple[str, str], np.ndarray]) -> str:
+def _store_run(db, scenario: str, seeds: dict, solves: dict[tuple[str, str], np.ndarray], bc: str = "ab" * 32) -> str:
     """A complete run written through the store API as `rtcbench run` writes one (real DuckDB file)."""
     from store_helpers import cell_row, rollout_columns
 
@@ -101,7 +101,7 @@ def _store_run(db, scenario: str, seeds: dict, solves: dict[tuple[str, str], np.
                                "git_commit": "c0ffee", "git_dirty": False})
     for (setup, method), solved in solves.items():
         row = cell_row(run_id, level=LEVEL, method=method, setup=setup, key=f"{setup}-{method}", solved=solved)
-        row |= {"scenario": scenario, "cell_config": {"seeds": seeds, "policy_sha256": "ab" * 32}}
+        row |= {"scenario": scenario, "cell_config": {"seeds": seeds, "policy_sha256": bc, "method": {"kind": method}}}
         store.write_cell(row, rollout_columns(solved))
     store.finish_run(run_id, status="complete", wall_s=1.0, compile_s=0.0)
     return run_id
@@ -140,3 +140,37 @@ def test_study_takes_a_prefix_or_latest_and_records_the_full_id(tmp_path):
         done = cli_here("study", "--db", str(db), "--skip-sweep", "--skip-tail", "--out", str(out), "--confirm", given)
         assert done.returncode == 0, done.stderr
         assert f"--confirm {run_id} --out" in (out / "README.md").read_text()
+
+
+def test_family_verdict_is_the_registered_rule_across_seeds():
+    assert family_verdict(["reproduced", "reproduced", "not significant"], "predict") == "reproduced"
+    assert family_verdict(["reproduced", "reproduced", "contradicted"], "predict") == "mixed"
+    assert family_verdict(["reproduced", "not significant", "not significant"], "predict") == "mixed"
+    assert family_verdict(["contradicted", "contradicted", "not significant"], "predict") == "contradicted"
+    assert family_verdict(["not significant"] * 3, "predict") == "not significant"
+    assert family_verdict(["holds (not contradicted)"] * 2 + ["contradicted"], "not_worse") == "mixed"
+    assert family_verdict(["holds (not contradicted)"] * 3, "not_worse") == "holds (not contradicted)"
+
+
+def test_study_confirm_judges_each_training_seed_and_the_family(tmp_path):
+    """Two BC checkpoints (training seeds), each a run of the registered scenario: each seed is judged on its
+    own and the family row applies the across-seed rule, with the spread of the effect."""
+    from store_helpers import cli_here
+
+    held_out = {"delay": 1001, "env": 1001, "policy": 1001}
+    db = tmp_path / "r.duckdb"
+    run_ids = []
+    for seed, (gain, bc) in enumerate(((0.3, "ab" * 32), (0.0, "cd" * 32))):
+        naive = _solves(0.5, 30 + seed)
+        soft = naive | _solves(gain, 40 + seed) if gain else naive.copy()
+        run_ids.append(_store_run(db, "tail_confirm_multiexpert", held_out,
+                                  {("lt5.adaptive.oracle", "naive"): naive, ("lt5.adaptive.oracle", "rtc_exp"): soft},
+                                  bc=bc))
+    out = tmp_path / "page"
+    done = cli_here("study", "--db", str(db), "--skip-sweep", "--skip-tail", "--out", str(out),
+                    "--confirm", run_ids[0], "--confirm", run_ids[1])
+    assert done.returncode == 0, done.stderr
+    page = (out / "README.md").read_text()
+    assert "2 training seeds" in page and "seed `abababab`" in page and "seed `cdcdcdcd`" in page
+    row = next(line for line in page.splitlines() if line.startswith("| H0 |"))
+    assert "**mixed**" in row and "reproduced" in row and "not significant" in row and "+0.000 .. +0." in row
