@@ -134,6 +134,39 @@ def _load_train_state(path: Path, params, rest, opt_state):
     return params, rest, opt_state, int(restored["epoch"]), meta["history"], meta["wall_s"]
 
 
+def run_epochs(one_epoch, params, rest, opt_state, epochs: int, seed: int, work_dir, *, label: str, console=None):
+    """The resumable epoch loop of every trainer here (BC, training-time RTC, the A2C2 and VLASH fine-tunes):
+    ``one_epoch(params, rest, opt_state, key) -> (params, opt_state, mean loss)`` for epochs ``start..epochs``,
+    where ``start`` is read back from ``work_dir/<label>_train.msgpack`` (written after every epoch), with live
+    per-epoch metrics in ``work_dir/<label>_metrics.jsonl`` (rtcbench.policy.curves) and a progress bar.
+    Epoch ``ep`` uses ``fold_in(PRNGKey(seed), ep)``, so a resumed run continues the same stream.
+    Returns (params, rest, history, wall seconds of training)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rtcbench.policy.curves import append_metrics, write_metrics
+
+    state_path = Path(work_dir) / f"{label}_train.msgpack"
+    start, history, wall = 0, [], 0.0
+    if state_path.exists():
+        params, rest, opt_state, start, history, wall = _load_train_state(state_path, params, rest, opt_state)
+    metrics_path = Path(work_dir) / f"{label}_metrics.jsonl"
+    write_metrics(metrics_path, [{"stage": label, **r} for r in history])
+    key = jax.random.PRNGKey(seed)
+    with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(label, total=epochs, completed=start, info="compiling")
+        for ep in range(start, epochs):
+            t0 = time.perf_counter()
+            params, opt_state, loss = one_epoch(params, rest, opt_state, jax.random.fold_in(key, ep))
+            loss = float(loss)
+            wall += time.perf_counter() - t0
+            history.append({"epoch": ep + 1, "loss": loss, "wall_s": round(wall, 1)})
+            _save_train_state(state_path, params, rest, opt_state, ep + 1, history, wall)
+            append_metrics(metrics_path, {"stage": label, **history[-1]})
+            progress.update(task, completed=ep + 1, info=f"loss {loss:.4f}")
+    return params, rest, history, wall
+
+
 def train_flow_policy(model, obs: np.ndarray, chunks: np.ndarray, cfg: FlowTrainConfig, work_dir, *,
                       label: str = "bc", console=None):
     """Train ``model`` in place on (obs, chunks); resumes from ``work_dir/<label>_train.msgpack``.
@@ -141,7 +174,6 @@ def train_flow_policy(model, obs: np.ndarray, chunks: np.ndarray, cfg: FlowTrain
     Returns (model, info) with info = {epochs, steps, final_loss, history, train_wall_s, config}.
     """
     import flax.nnx as nnx
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     n = obs.shape[0]
     if n < cfg.batch_size:
@@ -153,28 +185,13 @@ def train_flow_policy(model, obs: np.ndarray, chunks: np.ndarray, cfg: FlowTrain
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     epoch_fn, tx = make_train_epoch(cfg, graphdef, n, total_steps)
     opt_state = tx.init(params)
-    state_path = Path(work_dir) / f"{label}_train.msgpack"
-    start, history, wall = 0, [], 0.0
-    if state_path.exists():
-        params, rest, opt_state, start, history, wall = _load_train_state(state_path, params, rest, opt_state)
-    from rtcbench.policy.curves import append_metrics, write_metrics
-
-    metrics_path = Path(work_dir) / f"{label}_metrics.jsonl"  # live per-epoch metrics (rtcbench.policy.curves)
-    write_metrics(metrics_path, [{"stage": label, **r} for r in history])
     obs_d, chunks_d = jnp.asarray(obs), jnp.asarray(chunks)
-    key = jax.random.PRNGKey(cfg.seed)
-    with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(label, total=cfg.epochs, completed=start, info="compiling")
-        for ep in range(start, cfg.epochs):
-            t0 = time.perf_counter()
-            params, opt_state, loss = epoch_fn(params, rest, opt_state, obs_d, chunks_d, jax.random.fold_in(key, ep))
-            loss = float(loss)
-            wall += time.perf_counter() - t0
-            history.append({"epoch": ep + 1, "loss": loss, "wall_s": round(wall, 1)})
-            _save_train_state(state_path, params, rest, opt_state, ep + 1, history, wall)
-            append_metrics(metrics_path, {"stage": label, **history[-1]})
-            progress.update(task, completed=ep + 1, info=f"loss {loss:.4f}")
+
+    def one_epoch(params, rest, opt_state, key):
+        return epoch_fn(params, rest, opt_state, obs_d, chunks_d, key)
+
+    params, rest, history, wall = run_epochs(one_epoch, params, rest, opt_state, cfg.epochs, cfg.seed, work_dir,
+                                             label=label, console=console)
     model = nnx.merge(graphdef, params, rest)
     info = {"epochs": cfg.epochs, "steps": total_steps, "samples": n, "final_loss": history[-1]["loss"],
             "history": history, "train_wall_s": wall, "config": asdict(cfg)}

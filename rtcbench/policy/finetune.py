@@ -12,9 +12,7 @@ sample indices [batch]; it draws whatever randomness it needs from ``key``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,11 +38,9 @@ def train_module(model, loss_fn, aux, data: dict, n_samples: int, cfg: FinetuneC
     """
     import flax.nnx as nnx
     import optax
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rtcbench.errors import UserError
-    from rtcbench.policy.bc import FlowTrainConfig, _load_train_state, _save_train_state, make_optimizer
-    from rtcbench.policy.curves import append_metrics, write_metrics
+    from rtcbench.policy.bc import FlowTrainConfig, make_optimizer, run_epochs
 
     if n_samples < cfg.batch_size:
         raise UserError(f"the data set has {n_samples} samples, fewer than one batch of {cfg.batch_size}",
@@ -75,26 +71,13 @@ def train_module(model, loss_fn, aux, data: dict, n_samples: int, cfg: FinetuneC
                                                    (perm, jax.random.split(k_steps, n_batches)))
         return params, opt_state, losses.mean()
 
-    state_path = Path(work_dir) / f"{label}_train.msgpack"
-    start, history, wall = 0, [], 0.0
-    if state_path.exists():
-        params, rest, opt_state, start, history, wall = _load_train_state(state_path, params, rest, opt_state)
-    metrics_path = Path(work_dir) / f"{label}_metrics.jsonl"
-    write_metrics(metrics_path, [{"stage": label, **r} for r in history])
     data_d = {k: jnp.asarray(v) for k, v in data.items()}
-    key = jax.random.PRNGKey(cfg.seed)
-    with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(label, total=cfg.epochs, completed=start, info="compiling")
-        for ep in range(start, cfg.epochs):
-            t0 = time.perf_counter()
-            params, opt_state, loss = epoch(params, rest, opt_state, aux, data_d, jax.random.fold_in(key, ep))
-            loss = float(loss)
-            wall += time.perf_counter() - t0
-            history.append({"epoch": ep + 1, "loss": loss, "wall_s": round(wall, 1)})
-            _save_train_state(state_path, params, rest, opt_state, ep + 1, history, wall)
-            append_metrics(metrics_path, {"stage": label, **history[-1]})
-            progress.update(task, completed=ep + 1, info=f"loss {loss:.4f}")
+
+    def one_epoch(params, rest, opt_state, key):
+        return epoch(params, rest, opt_state, aux, data_d, key)
+
+    params, rest, history, wall = run_epochs(one_epoch, params, rest, opt_state, cfg.epochs, cfg.seed, work_dir,
+                                             label=label, console=console)
     model = nnx.merge(graphdef, params, rest)
     info = {"epochs": cfg.epochs, "steps": total_steps, "samples": n_samples, "final_loss": history[-1]["loss"],
             "history": history, "train_wall_s": wall, "config": asdict(cfg)}
