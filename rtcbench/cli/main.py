@@ -70,8 +70,18 @@ def _register_all() -> None:
         return
     _registered = True
     # Imported here so `rtcbench --help` stays cheap: command modules import JAX lazily inside commands.
-    from rtcbench.cli import engine_cmds, merge_cmds, policy_cmds, publish_cmds, replay_cmds, results_cmds, store_cmds
+    from rtcbench.cli import (
+        companion_cmds,
+        engine_cmds,
+        merge_cmds,
+        policy_cmds,
+        publish_cmds,
+        replay_cmds,
+        results_cmds,
+        store_cmds,
+    )
 
+    companion_cmds.register(policy_cmds.policy_app)  # train-a2c2, train-vlash under `rtcbench policy`
     for module in (replay_cmds, policy_cmds, engine_cmds, store_cmds, merge_cmds, results_cmds, publish_cmds):
         module.register(app)
 

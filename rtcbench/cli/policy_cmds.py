@@ -503,8 +503,6 @@ def verify_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands (and the companions' trainers, rtcbench.cli.companion_cmds) to the main app."""
-    from rtcbench.cli.companion_cmds import register as register_companions
-
-    register_companions(policy_app)
+    """Add this area's commands to the main app (rtcbench.cli.main adds the companions' trainers,
+    rtcbench.cli.companion_cmds, to the same `policy` group)."""
     app.add_typer(policy_app, name="policy")
