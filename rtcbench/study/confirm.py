@@ -90,7 +90,7 @@ def registered_rows() -> list[Row]:
                      _lt5("rtc_exp", "wmax"), _lt5("naive", "wmax"))))
     rows += [_solve("S5", f"{p}, wmax, rtc_exp: adaptive - clock", (f"{p}.clock.wmax", "rtc_exp"),
                     (f"{p}.adaptive.wmax", "rtc_exp")) for p in ("lt5cap4", "bursty")]
-    rows.append(Row("S6", f"lt5, oracle: jerk rtc_exp - naive ({SMOOTHNESS_LABEL})", "jerk", -1, "predict",
+    rows.append(Row("S6", f"lt5, oracle: {SMOOTHNESS} rtc_exp - naive", "jerk", -1, "predict",
                     (_lt5("naive"), _lt5("rtc_exp"))))
     rows.append(_solve("S7", "lt5, oracle: ttrtc - rtc_exp (at least as much)", _lt5("rtc_exp"), _lt5("ttrtc"),
                        kind="not_worse"))
@@ -327,6 +327,7 @@ def confirm_section(seeds: list[Seed], out_dir: Path) -> list[str]:
              "of these cells ran. H0 (one per level) is judged at its raw p against alpha "
              f"{ALPHA}; every S row uses its {CORRECTION}-adjusted p over the S rows of its level that were run. "
              "Solve rows: McNemar on paired rollouts (candidate - baseline; rates shown candidate vs baseline). "
+             f"Jerk rows compare `{SMOOTHNESS}` ({SMOOTHNESS_LABEL}). "
              "Jerk and gap rows: the paired bootstrap 95% interval of the mean per-rollout difference; p from a "
              "one-sample t-test of the same differences. *at least as much* rows hold unless contradicted.", ""]
     first_data = seeds[0].data

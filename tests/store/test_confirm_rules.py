@@ -123,6 +123,8 @@ def test_study_confirm_judges_the_registered_run_and_refuses_any_other(tmp_path)
     page = (out / "README.md").read_text()
     assert "| H0 | lt5, oracle: rtc_exp - naive | > 0 |" in page and "**reproduced**" in page
     assert "held-out seeds 1001/1001/1001" in page and "one training seed" in page
+    rows = [line for line in page.splitlines() if line.startswith("| H0 |") or line.startswith("| hyp. |")]
+    assert len(rows) == 2 and rows[0].count("|") == rows[1].count("|") == 9  # no stray | inside a cell
     for run_id, why in ((seen, "held-out seeds"), (other, "not the registered")):
         done = cli_here(*args, run_id)
         assert done.returncode == 2 and "--confirm" in done.stderr and why in done.stderr, done.stderr
